@@ -1,0 +1,1 @@
+"""Open FinOps Stack core: configuration, errors, load state and database backends."""

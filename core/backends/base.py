@@ -1,0 +1,357 @@
+"""The backend layer's contracts: a config model, a database backend, a state store and a data reader.
+
+A backend is small on purpose (see docs/BACKENDS.md): engine differences are class constants and capability
+flags, shared behaviour lives here or in :mod:`core.state`, and vendor code talks only to these interfaces —
+never to a driver. Drivers are imported inside methods so that ``finops backends list`` and ``--help`` work with
+no optional extra installed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from core.errors import LockTimeoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+#: Logical column kinds every backend maps to its own types (see each backend's ``TYPE_MAP``).
+ColumnKind = Literal["string", "double", "bigint", "boolean", "timestamp", "date", "json"]
+FileFormat = Literal["csv", "parquet"]
+
+STATE_TABLE = "_finops_load_state"
+
+
+class BackendConfig(BaseModel):
+    """Settings of one backend (a ``[database.<name>]`` sub-table). Secrets are ``SecretStr``."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    def describe(self) -> str:
+        """Where the data goes, for messages (never a secret)."""
+        return self.__class__.__name__
+
+
+# ----------------------------------------------------------------------------------------------- data reading
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    kind: ColumnKind | Literal["map"]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One data file as the reader found it: real format (magic bytes win over the manifest) and columns."""
+
+    key: str
+    format: FileFormat
+    compression: Literal["gzip", "zip"] | None
+    columns: tuple[SourceColumn, ...]
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One output column: read ``source`` as ``source_kind``, write it as ``target`` of ``kind``."""
+
+    source: str
+    target: str
+    kind: ColumnKind
+    source_kind: ColumnKind | Literal["map"] = "string"
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    file: SourceFile
+    columns: tuple[ColumnSpec, ...]
+    #: constant text columns added to every row (``billing_period``)
+    constants: tuple[tuple[str, str], ...] = ()
+
+    def target_kinds(self) -> dict[str, ColumnKind]:
+        kinds: dict[str, ColumnKind] = {c.target: c.kind for c in self.columns}
+        kinds.update({name: "string" for name, _ in self.constants})
+        return kinds
+
+
+class DataReader(ABC):
+    """Reads billing data files from an :class:`~core.storage.ObjectStore`, one file at a time, as Arrow."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    @abstractmethod
+    def describe(self, key: str, *, size: int = 0) -> SourceFile:
+        """Detect the real format from the first bytes and list the file's columns.
+
+        Raises:
+            LoadError: the file is unreadable or corrupt.
+        """
+
+    @abstractmethod
+    def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
+        """The file renamed and typed as ``plan`` says, streamed in record batches (never whole in memory).
+
+        Raises:
+            LoadError: the file is corrupt or a value does not fit its type.
+        """
+
+
+# ----------------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class LoadRecord:
+    """One row of ``_finops_load_state``: a (vendor, export, billing period, version) and what became of it."""
+
+    vendor: str
+    export_name: str
+    billing_period: str
+    version_id: str
+    data_format_version: str
+    source_location: str
+    status: Literal["running", "completed", "failed"] = "running"
+    file_count: int = 0
+    row_count: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error_message: str | None = None
+    is_current: bool = False
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "vendor",
+        "export_name",
+        "billing_period",
+        "version_id",
+        "data_format_version",
+        "source_location",
+        "status",
+        "file_count",
+        "row_count",
+        "started_at",
+        "finished_at",
+        "error_message",
+        "is_current",
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+class StateManager(ABC):
+    """Persists :class:`LoadRecord` rows in the destination itself, next to the data they describe."""
+
+    @abstractmethod
+    def ensure(self) -> None:
+        """Create the state table if it is missing (idempotent)."""
+
+    @abstractmethod
+    def upsert(self, record: LoadRecord) -> None:
+        """Insert or update the row of ``record``'s (vendor, export, period, version); never touches others."""
+
+    @abstractmethod
+    def mark_current(self, record: LoadRecord) -> None:
+        """Make ``record`` the only current version of its period (others of that period lose the flag)."""
+
+    @abstractmethod
+    def records(
+        self, *, vendor: str, export_name: str | None = None, billing_period: str | None = None
+    ) -> list[LoadRecord]:
+        """Every stored row matching the filters, oldest first."""
+
+
+# --------------------------------------------------------------------------------------------------- backend
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, as data (read by the pipeline and the conformance suite)."""
+
+    #: the engine reads s3:// itself with the credentials boto3 resolved
+    native_s3_read: bool = False
+    #: DDL, DELETE, INSERT and the state update commit together
+    transactional_replace: bool = True
+    #: name of the engine's JSON type (for docs and checks)
+    json_type: str = "JSON"
+
+
+@dataclass
+class PeriodLoad:
+    """Everything needed to replace one billing period of one export table atomically."""
+
+    dataset: str
+    table: str
+    billing_period: str
+    files: Sequence[FilePlan]
+    record: LoadRecord
+    reader: DataReader
+    #: called after each file with (file, rows) so the CLI can show progress
+    on_file_done: Any = None
+
+
+@dataclass
+class PeriodSummary:
+    billing_period: str
+    rows: int
+    unblended_cost: float | None
+
+
+@dataclass
+class ExportTable:
+    dataset: str
+    table: str
+    periods: list[PeriodSummary] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    backend: str
+    target: str
+    latency_ms: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class DatabaseBackend(ABC):
+    """One analytical database. Subclasses set the class constants and implement the abstract methods."""
+
+    #: canonical registry name
+    name: ClassVar[str]
+    #: the pip extra that installs the driver (None: always installed)
+    extra: ClassVar[str | None] = None
+    #: sqlglot dialect for identifier quoting
+    dialect: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    config_model: ClassVar[type[BackendConfig]]
+    #: maximum identifier length (names are truncated deterministically above it)
+    max_identifier_length: ClassVar[int] = 63
+
+    def __init__(self, config: BackendConfig, *, data_dir: Path | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir or "./data")
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection (idempotent).
+
+        Raises:
+            DestinationError: unreachable, or credentials rejected (exit 4).
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+
+    def __enter__(self) -> DatabaseBackend:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what the pipeline needs ----------------------------------------------------------------------------
+    @abstractmethod
+    def get_dlt_destination(self) -> Any:
+        """A dlt destination pointing at the same database, usable in any dlt pipeline."""
+
+    @abstractmethod
+    def state_manager(self, dataset: str) -> StateManager:
+        """The load-state store living in ``dataset``."""
+
+    @abstractmethod
+    def data_reader(self, store: ObjectStore) -> DataReader:
+        """The best reader this engine has for ``store`` (native S3 where it can, Arrow streaming otherwise)."""
+
+    @abstractmethod
+    def replace_period(self, load: PeriodLoad) -> int:
+        """Replace ``load.billing_period`` in ``load.table`` with the rows of ``load.files``, atomically.
+
+        Creates the table and adds new columns as needed. Within the same transaction (where the engine has
+        one), marks ``load.record`` completed and current, so that data and state never disagree.
+
+        Returns:
+            The number of rows now stored for the period.
+        Raises:
+            LoadError: a file is corrupt or a value does not fit; nothing of the new version is visible.
+            DestinationError: the database went away.
+        """
+
+    @abstractmethod
+    def list_tables(self, dataset: str) -> list[ExportTable]:
+        """Export tables in ``dataset`` with per-period row counts and cost sums (state table excluded)."""
+
+    def check(self) -> CheckResult:
+        """Connect, prove we may create a schema and a table, and measure a round trip."""
+        raise NotImplementedError  # every registered backend overrides this
+
+    # -- shared helpers -------------------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        """Quote one identifier for this engine's dialect."""
+        from core.backends.sql_names import quote_identifier
+
+        return quote_identifier(name, self.dialect)
+
+    def qualified(self, dataset: str, table: str) -> str:
+        return f"{self.quote(dataset)}.{self.quote(table)}"
+
+    def lock_key(self) -> str:
+        """Identifies the destination for the cross-process lock (no secrets)."""
+        return f"{self.name}-{self.config.describe()}"
+
+    @contextmanager
+    def lock(self, name: str, *, timeout: float) -> Iterator[None]:
+        """Serialise imports of one export into one destination across processes.
+
+        The default is an advisory file lock under the data directory, which covers every process on this
+        machine; server backends may override it with a lock inside the database (e.g. an advisory lock).
+        """
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.lock_key()}-{name}")[:200]
+        lock_dir = self.data_dir / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        path = lock_dir / f"{safe}.lock"
+        with open(path, "a+") as handle:
+            deadline = time.monotonic() + max(timeout, 0)
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeoutError(
+                            f"Another import of {name!r} into {self.config.describe()} is still running "
+                            f"(lock {path} held; waited {timeout:.0f} s).",
+                            hint="Wait for it to finish, or raise [project] lock_timeout.",
+                        ) from None
+                    if not waited:
+                        log.warning("Another import of %r is running; waiting up to %.0f s for it", name, timeout)
+                        waited = True
+                    time.sleep(0.2)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

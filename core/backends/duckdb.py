@@ -1,0 +1,407 @@
+"""DuckDB, the embedded default: one local file, and the engine reads S3 itself (httpfs).
+
+The ``duckdb`` driver is imported only inside methods. httpfs is loaded from the ``duckdb-extension-httpfs``
+wheel (pinned with duckdb in pyproject.toml) because this tool must run air-gapped: DuckDB's own extension
+download cannot work there. S3 credentials are the ones boto3 resolved, handed to DuckDB as a temporary secret
+with bound parameters — never in SQL text, never in a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from core.backends.base import (
+    STATE_TABLE,
+    BackendConfig,
+    Capabilities,
+    CheckResult,
+    DatabaseBackend,
+    DataReader,
+    ExportTable,
+    FilePlan,
+    PeriodLoad,
+    PeriodSummary,
+    SourceColumn,
+    SourceFile,
+)
+from core.backends.readers import Boto3DataReader, sniff_format
+from core.errors import DestinationError, LoadError
+from core.state import SqlStateManager
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+    import pyarrow as pa
+
+    from core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+TYPE_MAP = {
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+    "json": "JSON",
+}
+COST_COLUMN = "line_item_unblended_cost"
+
+
+class DuckDBConfig(BackendConfig):
+    """``[database.duckdb]``"""
+
+    database_path: Path = Field(Path("./data/finops.duckdb"), description="The DuckDB file (created if missing).")
+    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB' (default: DuckDB's).")
+    threads: int | None = Field(None, ge=1, description="DuckDB worker threads (default: one per core).")
+
+    def describe(self) -> str:
+        return str(self.database_path)
+
+
+def duckdb_kind(type_name: str) -> str:
+    """The logical kind of a DuckDB column type as DESCRIBE prints it."""
+    upper = type_name.upper()
+    if upper.startswith(("MAP", "STRUCT")) or upper.endswith("]"):
+        return "map"
+    if upper.startswith(("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+        return "double"
+    if upper in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}:
+        return "bigint"
+    if upper == "BOOLEAN":
+        return "boolean"
+    if upper.startswith("TIMESTAMP"):
+        return "timestamp"
+    if upper == "DATE":
+        return "date"
+    return "string"
+
+
+def _httpfs_path(version: str) -> Path | None:
+    try:
+        import duckdb_extension_httpfs
+    except ImportError:
+        return None
+    path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{version}" / "httpfs.duckdb_extension"
+    return path if path.exists() else None
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal, for the few statements that take no parameters (``LOAD``); never for secrets."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBDataReader(DataReader):
+    """DuckDB reads the files itself (local paths, or s3:// through httpfs); ``.zip`` CSV goes through Arrow."""
+
+    def __init__(self, store: ObjectStore, backend: DuckDBBackend) -> None:
+        super().__init__(store)
+        self.backend = backend
+        self.fallback = Boto3DataReader(store)
+        if store.scheme == "s3":
+            backend.enable_s3(store)
+
+    def native(self, plan: FilePlan) -> bool:
+        return plan.file.compression != "zip"
+
+    def _scan(self, source: SourceFile) -> tuple[str, list[Any]]:
+        uri = self.store.uri(source.key)
+        if source.format == "parquet":
+            return "read_parquet(?)", [uri]
+        compression = source.compression or "none"
+        return (
+            "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
+            "compression = ?)",
+            [uri, compression],
+        )
+
+    def describe(self, key: str, *, size: int = 0) -> SourceFile:
+        fmt, compression = sniff_format(self.store.read_head(key, 8), key)
+        if compression == "zip":
+            return self.fallback.describe(key, size=size)
+        probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]
+        scan, params = self._scan(probe)
+        rows = self.backend.query(f"DESCRIBE SELECT * FROM {scan}", params, what=f"reading {key}")
+        columns = tuple(SourceColumn(name, duckdb_kind(type_name)) for name, type_name, *_ in rows)  # type: ignore[arg-type]
+        return SourceFile(key=key, format=fmt, compression=compression, columns=columns, size=size)  # type: ignore[arg-type]
+
+    def select_sql(self, plan: FilePlan) -> tuple[str, list[Any]]:
+        """One SELECT reading the file and typing every column as the plan says."""
+        q = self.backend.quote
+        parts, params = [], []
+        for spec in plan.columns:
+            col = q(spec.source)
+            if spec.source_kind == "map":
+                expr = f"to_json({col})"
+            elif spec.source_kind == "string" and spec.kind != "string":
+                expr = f"CAST(NULLIF(TRIM({col}), '') AS {TYPE_MAP[spec.kind]})"
+            else:
+                expr = f"CAST({col} AS {TYPE_MAP[spec.kind]})"
+            parts.append(f"{expr} AS {q(spec.target)}")
+        for name, value in plan.constants:
+            parts.append(f"CAST(? AS VARCHAR) AS {q(name)}")
+            params.append(value)
+        scan, scan_params = self._scan(plan.file)
+        return f"SELECT {', '.join(parts)} FROM {scan}", params + scan_params
+
+    def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
+        if not self.native(plan):
+            return self.fallback.batches(plan)
+        sql, params = self.select_sql(plan)
+        cursor = self.backend.connection.cursor()
+        return cursor.execute(sql, params).fetch_record_batch(64 * 1024)
+
+
+class DuckDBBackend(DatabaseBackend):
+    name = "duckdb"
+    extra = None  # duckdb is a core dependency
+    dialect = "duckdb"
+    capabilities: ClassVar[Capabilities] = Capabilities(native_s3_read=True, transactional_replace=True, json_type="JSON")
+    config_model = DuckDBConfig
+    #: how long to wait when another process holds the database file
+    open_timeout: ClassVar[float] = 30.0
+
+    def __init__(self, config: DuckDBConfig, *, data_dir: Path | None = None) -> None:
+        super().__init__(config, data_dir=data_dir)
+        self.config: DuckDBConfig = config
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._s3_store: ObjectStore | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        self.connect()
+        assert self._conn is not None
+        return self._conn
+
+    def connect(self) -> None:
+        if self._conn is not None:
+            return
+        import duckdb
+
+        path = Path(self.config.database_path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"Cannot create the folder for the DuckDB file {path}: {exc}") from exc
+        deadline = time.monotonic() + self.open_timeout
+        while True:
+            try:
+                conn = duckdb.connect(str(path))
+                break
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                    time.sleep(0.25)  # another process writes to this file; DuckDB allows one writer at a time
+                    continue
+                raise DestinationError(f"Cannot open the DuckDB file {path}: {exc}") from exc
+            except duckdb.Error as exc:
+                raise DestinationError(f"Cannot open the DuckDB file {path}: {exc}") from exc
+        # No extension is ever downloaded at run time (air-gapped machines, reproducible runs).
+        conn.execute("SET autoinstall_known_extensions = false")
+        conn.execute("SET TimeZone = 'UTC'")
+        if self.config.memory_limit:
+            conn.execute("SET memory_limit = ?", [self.config.memory_limit])
+        if self.config.threads:
+            conn.execute("SET threads = ?", [self.config.threads])
+        conn.execute("SET enable_progress_bar = false")
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def lock_key(self) -> str:
+        return f"duckdb-{Path(self.config.database_path).expanduser().resolve()}"
+
+    def lock(self, name: str, *, timeout: float):  # type: ignore[override]
+        # DuckDB admits one writing process per file, so every import into it is serialised, whatever the export.
+        return super().lock("all-exports", timeout=timeout)
+
+    # -- SQL helpers ----------------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying DuckDB") -> list[tuple[Any, ...]]:
+        import duckdb
+
+        try:
+            cursor = self.connection.execute(sql, list(params))
+            return cursor.fetchall() if cursor.description else []
+        except duckdb.IOException as exc:
+            raise LoadError(f"I/O error while {what}: {exc}") from exc
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+            raise LoadError(f"Bad data while {what}: {exc}") from exc
+        except duckdb.Error as exc:
+            raise LoadError(f"DuckDB error while {what}: {exc}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.query(sql, params)
+
+    def enable_s3(self, store: ObjectStore) -> None:
+        """Load httpfs from the pinned wheel and hand DuckDB the credentials boto3 resolved."""
+        if self._s3_store is store:
+            return
+        import duckdb
+
+        from core.errors import ConfigError
+
+        path = _httpfs_path(duckdb.__version__)
+        try:
+            if path is not None:
+                self.connection.execute(f"LOAD {_literal(str(path))}")
+            else:
+                self.connection.execute("LOAD httpfs")
+        except duckdb.Error as exc:
+            raise ConfigError(
+                f"DuckDB cannot load its httpfs extension to read S3: {exc}",
+                hint=f"pip install 'duckdb-extension-httpfs=={duckdb.__version__}'",
+            ) from exc
+        info = store.connection_info()  # type: ignore[attr-defined]
+        options: dict[str, Any] = {"REGION": info.region}
+        if info.access_key_id:
+            options["KEY_ID"] = info.access_key_id
+            options["SECRET"] = info.secret_access_key.get_secret_value() if info.secret_access_key else ""
+        if info.session_token:
+            options["SESSION_TOKEN"] = info.session_token.get_secret_value()
+        if info.endpoint_url:
+            scheme, _, host = info.endpoint_url.partition("://")
+            options["ENDPOINT"] = host.rstrip("/")
+            options["USE_SSL"] = scheme == "https"
+            options["URL_STYLE"] = "path"  # S3-compatible stores rarely have virtual-host DNS
+        clause = ", ".join(f"{name} ?" for name in options)
+        self.connection.execute(
+            f"CREATE OR REPLACE TEMPORARY SECRET finops_s3 (TYPE s3, {clause})", list(options.values())
+        )
+        self._s3_store = store
+
+    # -- backend API ----------------------------------------------------------------------------------------
+    def get_dlt_destination(self) -> Any:
+        import dlt
+
+        # Hand dlt our open connection when there is one: DuckDB refuses a second handle with other settings.
+        credentials: Any = self._conn if self._conn is not None else str(Path(self.config.database_path).expanduser())
+        return dlt.destinations.duckdb(credentials=credentials)
+
+    def state_manager(self, dataset: str) -> SqlStateManager:
+        return SqlStateManager(
+            self._execute,
+            self.quote,
+            dataset,
+            types={"text": "VARCHAR", "bigint": "BIGINT", "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN"},
+        )
+
+    def data_reader(self, store: ObjectStore) -> DataReader:
+        return DuckDBDataReader(store, self)
+
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [dataset, table],
+        )
+        return {name: type_name for name, type_name in rows}
+
+    def _prepare_table(self, dataset: str, table: str, files: Sequence[FilePlan]) -> None:
+        """Create the export table, or add the columns this version brings (drift)."""
+        wanted: dict[str, str] = {"billing_period": "string"}
+        for plan in files:
+            for name, kind in plan.target_kinds().items():
+                wanted.setdefault(name, kind)
+        target = self.qualified(dataset, table)
+        existing = self.table_columns(dataset, table)
+        if not existing:
+            body = ", ".join(f"{self.quote(n)} {TYPE_MAP[k]}" for n, k in wanted.items())
+            self.query(f"CREATE TABLE {target} ({body})")
+            return
+        for name, kind in wanted.items():
+            if name not in existing:
+                log.info("%s.%s: new column %s %s", dataset, table, name, TYPE_MAP[kind])
+                self.query(f"ALTER TABLE {target} ADD COLUMN {self.quote(name)} {TYPE_MAP[kind]}")
+
+    def replace_period(self, load: PeriodLoad) -> int:
+        import duckdb
+
+        conn = self.connection
+        target = self.qualified(load.dataset, load.table)
+        state = self.state_manager(load.dataset)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
+            self._prepare_table(load.dataset, load.table, load.files)
+            self.query(f"DELETE FROM {target} WHERE billing_period = ?", [load.billing_period])
+            rows = 0
+            for plan in load.files:
+                what = f"loading {plan.file.key}"
+                reader = load.reader
+                if isinstance(reader, DuckDBDataReader) and reader.native(plan):
+                    sql, params = reader.select_sql(plan)
+                    inserted = self.query(f"INSERT INTO {target} BY NAME {sql}", params, what=what)
+                else:
+                    conn.register("_finops_batches", reader.batches(plan))
+                    try:
+                        inserted = self.query(
+                            f"INSERT INTO {target} BY NAME SELECT * FROM _finops_batches", what=what
+                        )
+                    finally:
+                        conn.unregister("_finops_batches")
+                count = int(inserted[0][0]) if inserted else 0
+                rows += count
+                if load.on_file_done:
+                    load.on_file_done(plan.file, count)
+            done = load.record
+            done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
+            from core.state import utcnow
+
+            done.finished_at, done.error_message = utcnow(), None
+            state.upsert(done)
+            state.mark_current(done)
+            conn.execute("COMMIT")
+            return rows
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:  # the transaction may already be aborted
+                pass
+            raise
+
+    def list_tables(self, dataset: str) -> list[ExportTable]:
+        tables = self.query(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? "
+            "AND table_name <> ? ORDER BY table_name",
+            [dataset, "billing_period", STATE_TABLE],
+        )
+        result = []
+        for (table,) in tables:
+            columns = self.table_columns(dataset, table)
+            cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in columns else "NULL"
+            rows = self.query(
+                f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
+                "GROUP BY billing_period ORDER BY billing_period"
+            )
+            result.append(
+                ExportTable(dataset, table, [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows])
+            )
+        return result
+
+    def check(self) -> CheckResult:
+        target = self.config.describe()
+        try:
+            started = time.perf_counter()
+            self.connect()
+            self.query("SELECT 1")
+            latency = (time.perf_counter() - started) * 1000
+            self.connection.execute("BEGIN TRANSACTION")
+            self.query("CREATE SCHEMA IF NOT EXISTS _finops_check")
+            self.query("CREATE TABLE _finops_check.probe (id INTEGER)")
+            self.connection.execute("ROLLBACK")
+        except (DestinationError, LoadError) as exc:
+            return CheckResult(ok=False, backend=self.name, target=target, error=exc.message)
+        version = self.query("SELECT version()")[0][0]
+        return CheckResult(
+            ok=True, backend=self.name, target=target, latency_ms=round(latency, 2),
+            details={"version": version, "can_create_schema": True, "can_create_table": True},
+        )

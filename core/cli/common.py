@@ -1,0 +1,108 @@
+"""Options every command shares, config loading from flags, and the single error handler."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from core.cli import output
+from core.config import Config
+from core.errors import ConfigError, FinOpsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="config.toml to read (default: ./config.toml if present).", show_default=False),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend", "-b",
+        help="Database backend; beats OPEN_FINOPS_DATABASE_BACKEND and \\[database] backend (see `finops backends list`).",
+        show_default=False,
+    ),
+]
+DbConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--database-config", "-D", metavar="KEY=VALUE",
+        help="A setting of the selected backend, e.g. database_path=./x.duckdb (repeatable).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout, nothing else.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show debug logs and full tracebacks.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show what is happening (INFO logs on stderr).")]
+
+_debug = {"on": bool(os.environ.get("FINOPS_DEBUG"))}
+
+
+def set_debug(flag: bool, verbose: bool = False) -> None:
+    _debug["on"] = _debug["on"] or flag
+    output.setup_logging(debug=_debug["on"], verbose=verbose)
+
+
+def parse_pairs(pairs: list[str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--database-config expects KEY=VALUE, got {pair!r}.")
+        values[key.strip()] = value
+    return values
+
+
+def load_config(
+    config_path: Path | None,
+    *,
+    backend: str | None = None,
+    database_config: list[str] | None = None,
+    aws: dict[str, Any] | None = None,
+    project: dict[str, Any] | None = None,
+) -> Config:
+    """Flags become the highest-priority settings source; --database-config targets the selected backend."""
+    overrides: dict[str, Any] = {"aws": aws or {}, "project": project or {}, "database": {}}
+    if backend:
+        overrides["database"]["backend"] = backend
+    pairs = parse_pairs(database_config)
+    if pairs:
+        from core.backends.factory import canonical_name
+
+        selected = Config.load(config_path, overrides=overrides).database.backend
+        overrides["database"][canonical_name(selected)] = pairs
+    return Config.load(config_path, overrides=overrides)
+
+
+def guarded(func: F) -> F:
+    """Turn library errors into one message on stderr and the contract's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        set_debug(bool(kwargs.get("debug")), bool(kwargs.get("verbose")))
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except FinOpsError as exc:
+            if _debug["on"]:
+                output.stderr.print_exception()
+            output.print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.stderr.print("[yellow]Interrupted.[/yellow] Nothing half-loaded is visible; rerun to continue.")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback without --debug
+            if _debug["on"]:
+                raise
+            output.print_error(
+                FinOpsError(f"Unexpected error: {type(exc).__name__}: {exc}", hint="Run again with --debug for the traceback.")
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]

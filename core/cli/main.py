@@ -1,0 +1,133 @@
+"""``finops``: the root Typer app. Vendors mount their own sub-app; core commands live here."""
+
+from __future__ import annotations
+
+import os
+
+# dlt phones home at exit unless told not to; with no network that costs ~2 minutes per run. Users may still
+# opt in by setting the variable themselves.
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+import typer  # noqa: E402
+
+from core.cli import output  # noqa: E402
+from core.cli.common import (  # noqa: E402
+    BackendOpt,
+    ConfigOpt,
+    DbConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    guarded,
+    load_config,
+    set_debug,
+)
+
+HELP = """Import AWS billing exports (CUR v1 and CUR 2.0) into the database you already run.
+
+\b
+Examples:
+  finops aws import-cur --config examples/config-demo.toml
+  finops aws import-cur --backend postgresql --start-date 2024-01
+  OPEN_FINOPS_DATABASE_BACKEND=duckdb finops aws show-state --json
+  finops config show
+
+\b
+Cron (nightly, quiet unless something fails; exit code 1 = a period failed):
+  15 6 * * *  cd /opt/finops && ./finops.sh aws import-cur >>/var/log/finops.log 2>&1
+
+Precedence: command-line flag > environment (OPEN_FINOPS_…) > config.toml > default.
+Exit codes: 0 ok · 1 a load failed · 2 usage/config · 3 source unreachable · 4 database unreachable.
+"""
+
+app = typer.Typer(
+    name="finops",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
+backends_app = typer.Typer(help="Which backends are installed, and whether the configured one works.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(backends_app, name="backends")
+
+
+@app.callback()
+def root(debug: DebugOpt = False) -> None:
+    set_debug(debug)
+
+
+@config_app.command("show")
+@guarded
+def config_show(config: ConfigOpt = None, backend: BackendOpt = None, database_config: DbConfigOpt = None,
+                json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Every setting, its value and where it came from (flag, env, file, default); secrets masked."""
+    cfg = load_config(config, backend=backend, database_config=database_config)
+    settings = cfg.settings()
+    if json_out:
+        output.emit_json(
+            {"config_file": str(cfg.path) if cfg.path else None,
+             "settings": [{"key": s.path, "value": s.value, "source": s.source, "secret": s.secret} for s in settings]}
+        )
+        return
+    output.stdout.print(f"Config file: {cfg.path or '(none: defaults and environment only)'}")
+    output.stdout.print(
+        output.table(None, ["key", "value", "source"], [[s.path, s.value, s.source] for s in settings])
+    )
+
+
+@backends_app.command("list")
+@guarded
+def backends_list(json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Registered backends, whether their driver is installed, and the pip line when it is not."""
+    from core.backends.factory import available
+
+    rows = available()
+    if json_out:
+        output.emit_json({"backends": rows})
+        return
+    output.stdout.print(
+        output.table(
+            None,
+            ["backend", "aliases", "installed", "description"],
+            [[r["name"], ", ".join(r["aliases"]), "yes" if r["installed"] else f"no — {r['install']}", r["description"]]
+             for r in rows],
+        )
+    )
+
+
+@backends_app.command("check")
+@guarded
+def backends_check(config: ConfigOpt = None, backend: BackendOpt = None, database_config: DbConfigOpt = None,
+                   json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Connect to the configured backend, prove it may create a schema and a table, report latency (exit 4 if not)."""
+    from core.backends.factory import create_backend
+
+    cfg = load_config(config, backend=backend, database_config=database_config)
+    result = create_backend(cfg.database).check()
+    if json_out:
+        output.emit_json(result.__dict__)
+    elif result.ok:
+        output.stdout.print(f"[green]ok[/green] {result.backend} at {result.target}: {result.latency_ms} ms; {result.details}")
+    else:
+        output.stderr.print(f"[red]failed[/red] {result.backend} at {result.target}: {result.error}")
+    if not result.ok:
+        raise typer.Exit(4)
+
+
+def _mount_vendors() -> None:
+    from vendors.aws.cli import app as aws_app
+
+    app.add_typer(aws_app, name="aws")
+
+
+_mount_vendors()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The only place that writes to the terminal: results on stdout, diagnostics and progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from core.errors import FinOpsError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+def setup_logging(*, debug: bool = False, verbose: bool = False) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = RichHandler(console=stderr, show_time=False, show_path=debug, markup=False, rich_tracebacks=debug)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    for name in ("core", "vendors"):
+        logging.getLogger(name).setLevel(level)
+    if not debug:
+        # dlt and botocore are chatty at INFO; their warnings still show.
+        for name in ("dlt", "botocore", "urllib3", "s3transfer"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on stdout, nothing else (scripts parse it)."""
+    stdout.file.write(json.dumps(document, default=_default, indent=2) + "\n")
+    stdout.file.flush()
+
+
+def print_error(error: FinOpsError) -> None:
+    body = error.message + (f"\n\n[bold]Try:[/bold] {error.hint}" if error.hint else "")
+    stderr.print(Panel(body, title=f"[bold red]{error.title}[/bold red]", title_align="left", border_style="red"))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], *, justify_right: set[str] | None = None) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for name in columns:
+        out.add_column(name, justify="right" if name in (justify_right or set()) else "left")
+    for row in rows:
+        out.add_row(*["" if v is None else str(v) for v in row])
+    return out
+
+
+def fmt_cost(value: float | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def fmt_int(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+class RichProgress:
+    """Periods, files, rows and bytes on stderr; silent when stderr is not a terminal (cron, CI)."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = stderr.is_terminal if enabled is None else enabled
+        self._progress: Progress | None = None
+        self._periods: TaskID | None = None
+        self._bytes: TaskID | None = None
+        self._rows = 0
+
+    @contextmanager
+    def running(self) -> Iterator[RichProgress]:
+        if not self.enabled:
+            yield self
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=False,
+        )
+        with self._progress:
+            yield self
+        self._progress = None
+
+    def _update(self, task: TaskID | None, **kwargs: Any) -> None:
+        if self._progress is not None and task is not None:
+            self._progress.update(task, **kwargs)
+
+    def plan(self, periods: int, files: int, size: int) -> None:
+        if self._progress is None:
+            return
+        self._periods = self._progress.add_task("periods", total=periods)
+        self._bytes = self._progress.add_task(f"files (0/{files}), rows 0", total=max(size, 1))
+        self._files_total, self._files_done = files, 0
+
+    def period_started(self, manifest: Any, files: int, size: int) -> None:
+        self._update(self._periods, description=f"{manifest.export_name} {manifest.billing_period}")
+
+    def file_done(self, manifest: Any, source: Any, rows: int) -> None:
+        self._rows += rows
+        self._files_done = getattr(self, "_files_done", 0) + 1
+        self._update(
+            self._bytes,
+            advance=source.size,
+            description=f"files ({self._files_done}/{getattr(self, '_files_total', 0)}), rows {self._rows:,}",
+        )
+
+    def period_finished(self, outcome: Any) -> None:
+        self._update(self._periods, advance=1)
+
+
+Printer = Callable[[Any], None]

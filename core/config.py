@@ -1,0 +1,413 @@
+"""Configuration: ``config.toml`` + environment + command-line flags, resolved once.
+
+Precedence (highest first): command-line flag, environment variable, ``config.toml``, built-in default. It is
+implemented once, as pydantic-settings sources (:meth:`Config.settings_customise_sources`), and the same sources
+tell ``finops config show`` where each value came from.
+
+Environment names follow the contract: ``OPEN_FINOPS_<SECTION>_<KEY>`` for ``[project]``/``[aws]``,
+``OPEN_FINOPS_DATABASE_BACKEND``, and ``OPEN_FINOPS_DATABASE_<BACKEND>_<KEY>`` for backend keys. Secrets that
+must never live in a file (``POSTGRESQL_PASSWORD``…) are fields marked ``env_only``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.backends.duckdb import DuckDBConfig
+from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "OPEN_FINOPS_"
+DEFAULT_CONFIG_PATH = Path("config.toml")
+_PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-\d{2})?$")
+
+
+def normalise_period(value: str | None) -> str | None:
+    """``YYYY-MM`` (a ``YYYY-MM-DD`` from an older config is cut to its month)."""
+    if value in (None, ""):
+        return None
+    match = _PERIOD.match(str(value).strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ValueError(f"{value!r} is not a billing period; use YYYY-MM, e.g. 2024-01")
+    return f"{match.group(1)}-{match.group(2)}"
+
+
+class ProjectSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = "open-finops"
+    data_dir: Path = Field(Path("./data"), description="Working folder: DuckDB file, dlt working folders, locks.")
+    lock_timeout: float = Field(
+        900.0, ge=0, description="Seconds an import waits for another import of the same export before giving up."
+    )
+
+
+class DatabaseSettings(BaseModel):
+    """``[database]``: which backend, and one sub-table of settings per backend."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    backend: str = Field("duckdb", description="duckdb, postgresql, sql, … (`finops backends list`).")
+    duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
+
+    # Filled in by Config (the data directory is a [project] setting every backend needs).
+    data_dir: Path = Field(Path("./data"), exclude=True, json_schema_extra={"internal": True})
+
+    def backend_settings(self, name: str) -> Any:
+        return getattr(self, name, None)
+
+
+class AwsSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    dataset_name: str = Field("aws_billing", description="Schema / dataset holding the export tables and state.")
+    bucket: str | None = None
+    prefix: str = ""
+    export_name: str | None = Field(None, description="Only this export (default: every export under prefix).")
+    cur_version: Literal["v1", "v2"] | None = Field(None, description="v1, v2, or unset to detect per export.")
+    export_format: Literal["csv", "parquet"] | None = Field(
+        None, description="Hint only: the real format of each file (extension and magic bytes) wins."
+    )
+    start_date: str | None = None
+    end_date: str | None = None
+    reset: bool = False
+    source_dir: Path | None = Field(None, description="Read a local folder laid out like the bucket instead of S3.")
+    region: str | None = None
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (also AWS_ENDPOINT_URL_S3).")
+    profile: str | None = None
+    access_key_id: str | None = Field(None, json_schema_extra={"secret": True})
+    secret_access_key: SecretStr | None = None
+
+    @field_validator("cur_version", mode="before")
+    @classmethod
+    def _cur_version(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value).strip().lower()
+        aliases = {"1": "v1", "cur1": "v1", "legacy": "v1", "2": "v2", "2.0": "v2", "cur2": "v2", "auto": None, "": None}
+        return aliases.get(text, text)
+
+    @field_validator("export_format", mode="before")
+    @classmethod
+    def _export_format(cls, value: Any) -> Any:
+        return None if value in (None, "", "auto") else str(value).strip().lower()
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> Any:
+        return normalise_period(value)
+
+    @field_validator("prefix", mode="before")
+    @classmethod
+    def _prefix(cls, value: Any) -> Any:
+        return "" if value is None else str(value).strip("/")
+
+
+# -------------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _LoadContext:
+    path: Path | None
+    environ: Mapping[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+_CONTEXT: ContextVar[_LoadContext] = ContextVar("finops_config_context")
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _walk_fields(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("internal"):
+            continue
+        if _is_model(info.annotation):
+            yield from _walk_fields(info.annotation, (*path, name))
+        else:
+            yield (*path, name), info
+
+
+def env_names(path: tuple[str, ...], info: Any) -> list[str]:
+    """Environment variables for one setting, most specific first."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    names = [] if extra.get("env_only_names") else [ENV_PREFIX + "_".join(path).upper()]
+    names.extend(extra.get("env", []))
+    return names
+
+
+class ContractEnvSource(PydanticBaseSettingsSource):
+    """Environment variables named as the contract says (no ambiguous nested-delimiter splitting)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+        self.origins: dict[tuple[str, ...], str] = {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for path, info in _walk_fields(self.settings_cls):
+            for env_name in env_names(path, info):
+                if env_name in self.environ and self.environ[env_name] != "":
+                    _set_path(values, path, self.environ[env_name])
+                    self.origins[path] = f"env {env_name}"
+                    break
+        # The earlier DuckDB-only releases read the database file from OPEN_FINOPS_DATABASE_PATH.
+        legacy = self.environ.get("OPEN_FINOPS_DATABASE_PATH")
+        if legacy and ("database", "duckdb", "database_path") not in self.origins:
+            _set_path(values, ("database", "duckdb", "database_path"), legacy)
+            self.origins[("database", "duckdb", "database_path")] = "env OPEN_FINOPS_DATABASE_PATH"
+        return values
+
+
+class FinOpsTomlSource(PydanticBaseSettingsSource):
+    """``config.toml``, with unknown keys reported (not fatal) and env-only secrets refused."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None, warnings: list[str]) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.warnings = warnings
+        self.data: dict[str, Any] = {}
+        if path is not None and path.exists():
+            try:
+                with path.open("rb") as handle:
+                    self.data = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+            except OSError as exc:
+                raise ConfigError(f"Cannot read {path}: {exc}") from exc
+        self._check_keys()
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def _check_keys(self) -> None:
+        known = dict(_walk_fields(self.settings_cls))
+        for path, _value in list(_flatten(self.data)):
+            dotted = ".".join(path)
+            if path[0] in ("azure", "gcp"):
+                continue  # reserved by the earlier releases; accepted and ignored
+            if path[-1] == "table_strategy":
+                self.warnings.append(
+                    f"{dotted} in {self.path} is ignored: every export is loaded into one table, with a "
+                    "billing_period column."
+                )
+            elif path not in known:
+                self.warnings.append(f"Unknown setting {dotted} in {self.path} (ignored).")
+            elif isinstance(known[path].json_schema_extra, dict) and known[path].json_schema_extra.get("env_only_names"):
+                names = " or ".join(known[path].json_schema_extra.get("env", []))
+                self.warnings.append(f"{dotted} in {self.path} is ignored: this secret is read only from {names}.")
+                _del_path(self.data, path)
+            elif path in (("aws", "access_key_id"), ("aws", "secret_access_key")):
+                self.warnings.append(
+                    f"{dotted} is set in {self.path}; it still works, but prefer the AWS credential chain "
+                    "(AWS_PROFILE, SSO, instance roles) so that no key sits in a file."
+                )
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.data.items() if k not in ("azure", "gcp")}
+
+
+def _flatten(data: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+
+
+def _del_path(target: dict[str, Any], path: tuple[str, ...]) -> None:
+    for key in path[:-1]:
+        target = target.get(key, {})
+    target.pop(path[-1], None)
+
+
+def _has_path(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class SettingValue:
+    path: str
+    value: Any
+    source: str
+    secret: bool
+
+
+class Config(BaseSettings):
+    """The resolved configuration of one run."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    project: ProjectSettings = Field(default_factory=ProjectSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        ctx = _CONTEXT.get(None) or _LoadContext(path=DEFAULT_CONFIG_PATH, environ=os.environ)
+        return (
+            init_settings,  # command-line flags
+            ContractEnvSource(settings_cls, ctx.environ),
+            FinOpsTomlSource(settings_cls, ctx.path, ctx.warnings),
+        )
+
+    def model_post_init(self, __context: Any) -> None:
+        self.database.data_dir = self.project.data_dir
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Resolve flags (``overrides``, nested dicts) > environment > ``path`` > defaults.
+
+        Raises:
+            ConfigError: an explicit ``path`` that does not exist, invalid TOML, or a bad value (the message
+                names the key and where it came from).
+        """
+        explicit = path is not None
+        config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+        if explicit and not config_path.exists():
+            raise ConfigError(f"Config file {config_path} does not exist.")
+        environ = os.environ if environ is None else environ
+        ctx = _LoadContext(path=config_path, environ=environ)
+        token = _CONTEXT.set(ctx)
+        flags = _prune_none(dict(overrides or {}))
+        try:
+            try:
+                config = cls(**flags)
+            except ValidationError as exc:
+                raise ConfigError(_explain(exc, flags, environ, config_path)) from None
+            for message in ctx.warnings:
+                log.warning("%s", message)
+            config._provenance = _provenance(cls, flags, environ, config_path)
+            config._path = config_path if config_path.exists() else None
+            return config
+        finally:
+            _CONTEXT.reset(token)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Config:
+        """The contract's programmatic entry point: a file plus the environment, no flags."""
+        return cls.load(path)
+
+    # -- reporting -------------------------------------------------------------------------------------------
+    def settings(self) -> list[SettingValue]:
+        """Every setting with its value and source, secrets masked (``finops config show``)."""
+        provenance: dict[tuple[str, ...], str] = getattr(self, "_provenance", {})
+        rows = []
+        secret_paths = _secret_paths()
+        for path, _info in _walk_fields(type(self)):
+            value: Any = self
+            for key in path:
+                value = getattr(value, key)
+            secret = path in secret_paths
+            if secret and value not in (None, ""):
+                shown: Any = "********"
+            elif isinstance(value, Path):
+                shown = str(value)
+            else:
+                shown = value
+            rows.append(SettingValue(".".join(path), shown, provenance.get(path, "default"), secret))
+        return rows
+
+    @property
+    def path(self) -> Path | None:
+        return getattr(self, "_path", None)
+
+
+def _prune_none(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = _prune_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _provenance(
+    cls: type[Config], flags: Mapping[str, Any], environ: Mapping[str, str], path: Path
+) -> dict[tuple[str, ...], str]:
+    env = ContractEnvSource(cls, environ)
+    env()
+    toml = FinOpsTomlSource(cls, path, [])
+    toml_data = toml()
+    origins: dict[tuple[str, ...], str] = {}
+    for field_path, _info in _walk_fields(cls):
+        if _has_path(flags, field_path):
+            origins[field_path] = "flag"
+        elif field_path in env.origins:
+            origins[field_path] = env.origins[field_path]
+        elif _has_path(toml_data, field_path):
+            origins[field_path] = f"file {path}"
+    return origins
+
+
+def _secret_paths() -> set[tuple[str, ...]]:
+    return {
+        path
+        for path, info in _walk_fields(Config)
+        if info.annotation in (SecretStr, SecretStr | None)
+        or (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret"))
+    }
+
+
+def _explain(exc: ValidationError, flags: Mapping[str, Any], environ: Mapping[str, str], path: Path) -> str:
+    origins = _provenance(Config, flags, environ, path)
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int))
+        key = ".".join(loc)
+        origin = origins.get(loc) or next((o for p, o in origins.items() if p[: len(loc)] == loc), "default")
+        where = {"flag": "from the command line"}.get(origin, f"from {origin}")
+        value = error.get("input")
+        secret = loc in _secret_paths()
+        shown = "" if isinstance(value, dict) else (" = ********" if secret else f" = {value!r}")
+        lines.append(f"{key}{shown} ({where}): {error['msg']}")
+    return "Invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,248 @@
+"""``finops aws …``: thin commands over :mod:`vendors.aws.pipeline` (parse, build settings, call, print)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.cli import output
+from core.cli.common import BackendOpt, ConfigOpt, DbConfigOpt, DebugOpt, JsonOpt, VerboseOpt, guarded, load_config
+
+app = typer.Typer(help="AWS Cost and Usage Reports (CUR v1 and CUR 2.0 / Data Exports).", no_args_is_help=True)
+
+BucketOpt = Annotated[str | None, typer.Option("--bucket", help="S3 bucket holding the exports.", show_default=False)]
+PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix in front of the export folders.", show_default=False)]
+ExportOpt = Annotated[
+    str | None, typer.Option("--export-name", help="Only this export (default: every export found).", show_default=False)
+]
+VersionOpt = Annotated[
+    str | None, typer.Option("--cur-version", help="v1 or v2 (default: detected per export).", show_default=False)
+]
+SourceDirOpt = Annotated[
+    Path | None,
+    typer.Option("--source-dir", help="A local folder laid out like the bucket; replaces --bucket.", show_default=False),
+]
+StartOpt = Annotated[str | None, typer.Option("--start-date", help="First billing period, YYYY-MM.", show_default=False)]
+EndOpt = Annotated[str | None, typer.Option("--end-date", help="Last billing period, YYYY-MM.", show_default=False)]
+
+
+def _aws(bucket: str | None = None, prefix: str | None = None, export_name: str | None = None,
+         cur_version: str | None = None, source_dir: Path | None = None, start_date: str | None = None,
+         end_date: str | None = None, reset: bool | None = None) -> dict[str, Any]:
+    values = {"bucket": bucket, "prefix": prefix, "export_name": export_name, "cur_version": cur_version,
+              "source_dir": source_dir, "start_date": start_date, "end_date": end_date, "reset": reset or None}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+IMPORT_HELP = """Import every billing period whose current manifest version is not loaded yet.
+
+Each period is replaced atomically in its export's table; a failed period is recorded as failed and the others still load (exit code 1 at the end).
+
+\b
+Examples:
+  finops aws import-cur --config examples/config-demo.toml
+  finops aws import-cur --bucket my-billing --prefix cur --export-name cur2-daily
+  finops aws import-cur --backend postgresql --start-date 2024-01 --end-date 2024-03
+  finops aws import-cur --export-name legacy-cur --start-date 2024-02 --reset
+  OPEN_FINOPS_DATABASE_DUCKDB_DATABASE_PATH=/srv/finops.duckdb finops aws import-cur
+  finops aws import-cur --dry-run --json | jq '.periods[] | select(.status=="planned")'
+"""
+
+
+@app.command("import-cur", help=IMPORT_HELP)
+@guarded
+def import_cur(
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    database_config: DbConfigOpt = None,
+    bucket: BucketOpt = None,
+    prefix: PrefixOpt = None,
+    export_name: ExportOpt = None,
+    cur_version: VersionOpt = None,
+    source_dir: SourceDirOpt = None,
+    start_date: StartOpt = None,
+    end_date: EndOpt = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Reload periods even if their version is loaded.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from core.backends.factory import create_backend
+    from vendors.aws.pipeline import dataset_for, run_aws_pipeline
+
+    cfg = load_config(
+        config, backend=backend, database_config=database_config,
+        aws=_aws(bucket, prefix, export_name, cur_version, source_dir, start_date, end_date, reset),
+    )
+    db = create_backend(cfg.database)
+    progress = output.RichProgress(enabled=None if not json_out else False)
+    with progress.running():
+        report = run_aws_pipeline(cfg, backend=db, dry_run=dry_run, progress=progress)
+    if json_out:
+        output.emit_json(report.to_dict())
+    else:
+        _print_report(report)
+        if not dry_run and report.outcomes:
+            with db:
+                _print_tables(db.list_tables(dataset_for(cfg, db)))
+    for failure in report.failed:
+        output.stderr.print(f"[red]failed[/red] {failure.export_name} {failure.billing_period or ''}: {failure.error}")
+    raise typer.Exit(report.exit_code)
+
+
+def _print_report(report: Any) -> None:
+    verb = "Plan" if report.dry_run else "Import"
+    rows = [
+        [o.export_name, o.billing_period or "?", o.version_id or "", o.status, output.fmt_int(o.rows), o.files,
+         f"{o.seconds:.1f}s" if o.seconds else "", o.reason or o.error or ""]
+        for o in report.outcomes
+    ]
+    title = f"{verb}: {report.source} → {report.backend} {report.destination} ({report.dataset})"
+    output.stdout.print(
+        output.table(title, ["export", "period", "version", "status", "rows", "files", "time", "note"], rows,
+                     justify_right={"rows", "files", "time"})
+    )
+
+
+def _print_tables(tables: list[Any]) -> None:
+    rows = [
+        [t.table, p.billing_period, output.fmt_int(p.rows), output.fmt_cost(p.unblended_cost)]
+        for t in tables
+        for p in t.periods
+    ]
+    if rows:
+        output.stdout.print(
+            output.table("In the database", ["table", "period", "rows", "unblended cost"], rows,
+                         justify_right={"rows", "unblended cost"})
+        )
+
+
+@app.command("list-manifests")
+@guarded
+def list_manifests(
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    database_config: DbConfigOpt = None,
+    bucket: BucketOpt = None,
+    prefix: PrefixOpt = None,
+    export_name: ExportOpt = None,
+    cur_version: VersionOpt = None,
+    source_dir: SourceDirOpt = None,
+    start_date: StartOpt = None,
+    end_date: EndOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """What the source holds: period, version id, file count, and whether that version is loaded."""
+    from core.backends.factory import create_backend
+    from core.state import LoadStateTracker
+    from vendors.aws.pipeline import VENDOR, dataset_for, open_store, scan_source
+
+    cfg = load_config(config, backend=backend, database_config=database_config,
+                      aws=_aws(bucket, prefix, export_name, cur_version, source_dir, start_date, end_date))
+    store = open_store(cfg.aws)
+    scan = scan_source(cfg, store)
+    db = create_backend(cfg.database)
+    loaded: dict[tuple[str, str], str] = {}
+    with db:
+        tracker = LoadStateTracker(db.state_manager(dataset_for(cfg, db)), vendor=VENDOR)
+        for name in {m.export_name for m in scan.manifests}:
+            try:
+                loaded.update({(name, p): r.version_id for p, r in tracker.current(name).items() if r.status == "completed"})
+            except Exception:  # noqa: BLE001 - no state table yet means nothing is loaded
+                pass
+    items = [
+        {"export_name": m.export_name, "cur_version": m.cur_version, "billing_period": m.billing_period,
+         "version_id": m.version_id, "files": len(m.data_keys), "manifest_key": m.manifest_key,
+         "loaded": loaded.get((m.export_name, m.billing_period)) == m.version_id}
+        for m in scan.manifests
+    ]
+    problems = [{"export_name": p.export_name, "billing_period": p.billing_period, "manifest_key": p.manifest_key,
+                 "error": p.error.message} for p in scan.problems]
+    if json_out:
+        output.emit_json({"source": store.describe(), "manifests": items, "problems": problems})
+    else:
+        output.stdout.print(output.table(
+            f"Manifests in {store.describe()}",
+            ["export", "cur", "period", "version", "files", "loaded"],
+            [[i["export_name"], i["cur_version"], i["billing_period"], i["version_id"], i["files"],
+              "yes" if i["loaded"] else "no"] for i in items],
+            justify_right={"files"},
+        ))
+        for p in problems:
+            output.stderr.print(f"[red]malformed[/red] {p['manifest_key']}: {p['error']}")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command("show-state")
+@guarded
+def show_state(
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    database_config: DbConfigOpt = None,
+    export_name: ExportOpt = None,
+    billing_period: Annotated[
+        str | None, typer.Option("--billing-period", help="One period's full version history (YYYY-MM).", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """The current version of every period, or one period's whole history with --billing-period."""
+    from core.backends.factory import create_backend
+    from core.config import normalise_period
+    from core.errors import ConfigError
+    from core.state import LoadStateTracker
+    from vendors.aws.pipeline import VENDOR, dataset_for
+
+    try:
+        period = normalise_period(billing_period)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    cfg = load_config(config, backend=backend, database_config=database_config, aws=_aws(export_name=export_name))
+    db = create_backend(cfg.database)
+    with db:
+        tracker = LoadStateTracker(db.state_manager(dataset_for(cfg, db)), vendor=VENDOR)
+        tracker.ensure()
+        records = tracker.history(cfg.aws.export_name, period)
+    if period is None:
+        records = [r for r in records if r.is_current] or [r for r in records if r.status != "completed"]
+    if json_out:
+        output.emit_json({"records": [r.as_dict() for r in records]})
+        return
+    output.stdout.print(output.table(
+        "Load history" if period else "Current versions",
+        ["export", "period", "version", "status", "current", "rows", "files", "finished", "error"],
+        [[r.export_name, r.billing_period, r.version_id, r.status, "yes" if r.is_current else "",
+          output.fmt_int(r.row_count), r.file_count, r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "",
+          (r.error_message or "")[:120]] for r in records],
+        justify_right={"rows", "files"},
+    ))
+
+
+@app.command("list-exports")
+@guarded
+def list_exports(
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    database_config: DbConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export tables in the database, with their billing periods, row counts and cost sums."""
+    from core.backends.factory import create_backend
+    from vendors.aws.pipeline import dataset_for
+
+    cfg = load_config(config, backend=backend, database_config=database_config)
+    db = create_backend(cfg.database)
+    with db:
+        tables = db.list_tables(dataset_for(cfg, db))
+    if json_out:
+        output.emit_json({"exports": [
+            {"dataset": t.dataset, "table": t.table,
+             "periods": [{"billing_period": p.billing_period, "rows": p.rows, "unblended_cost": p.unblended_cost}
+                         for p in t.periods]} for t in tables]})
+        return
+    _print_tables(tables)
