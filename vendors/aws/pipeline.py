@@ -20,7 +20,7 @@ from core.errors import ConfigError, DestinationError, FinOpsError, SourceError
 from core.state import LoadStateTracker
 from core.storage import LocalStore, ObjectStore, S3Store
 from vendors.aws.columns import column_specs
-from vendors.aws.manifest import BillingManifest, ManifestScan, find_manifests
+from vendors.aws.manifest import BillingManifest, ManifestScan, discover_exports, find_manifests
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.backends.base import DatabaseBackend
@@ -121,15 +121,29 @@ def open_store(aws: AwsSettings) -> ObjectStore:
 
 
 def scan_source(config: Config, store: ObjectStore) -> ManifestScan:
+    """Manifests under ``[aws] prefix``; a named export is looked up at ``<prefix>/<export>/`` first, then at
+    any depth below the prefix (exact name match only, so ``prod`` never picks up ``prod-eu``).
+
+    Raises:
+        ConfigError: an explicitly named export exists nowhere under the prefix.
+    """
     aws = config.aws
-    return find_manifests(
-        store,
-        prefix=aws.prefix,
-        export_name=aws.export_name,
-        cur_version=aws.cur_version,
-        start=aws.start_date,
-        end=aws.end_date,
-    )
+    filters = {"cur_version": aws.cur_version, "start": aws.start_date, "end": aws.end_date}
+    scan = find_manifests(store, prefix=aws.prefix, export_name=aws.export_name, **filters)
+    if aws.export_name is None or scan.manifests or scan.problems:
+        return scan
+    refs = discover_exports(store, aws.prefix)
+    matches = [ref for ref in refs if ref.export_name == aws.export_name]
+    if not matches:
+        found = ", ".join(sorted({ref.export_name for ref in refs})) or "none"
+        where = f"{store.describe()}/{aws.prefix}".rstrip("/")
+        raise ConfigError(f"No export named {aws.export_name!r} under {where} (exports found: {found}).")
+    for ref in matches:
+        more = find_manifests(store, prefix=ref.prefix, export_name=ref.export_name, **filters)
+        scan.manifests.extend(more.manifests)
+        scan.problems.extend(more.problems)
+    scan.manifests.sort(key=lambda m: (m.export_name, m.billing_period))
+    return scan
 
 
 def dataset_for(config: Config, backend: DatabaseBackend) -> str:
