@@ -25,8 +25,13 @@ from rich.table import Table
 
 from core.errors import FinOpsError
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True)
+import os
+import sys
+
+# Piped output (cron logs, CI) keeps whole lines rather than Rich's 80-column default.
+_PIPE_WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or 200
+stdout = Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+stderr = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
 def setup_logging(*, debug: bool = False, verbose: bool = False) -> None:

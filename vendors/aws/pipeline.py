@@ -282,7 +282,7 @@ def _import_export(
     progress.plan(len(todo), sum(len(m.data_keys) for m in todo), sum(sum(s.values()) for s in sizes.values()))
     outcomes = [
         PeriodOutcome(export_name, m.billing_period, m.version_id, "skipped", table=table,
-                      rows=current[m.billing_period].row_count, reason="already loaded")
+                      rows=current[m.billing_period].row_count, files=len(m.data_keys), reason="already loaded")
         for m in manifests
         if m not in todo
     ]
