@@ -15,7 +15,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -318,40 +318,46 @@ class DatabaseBackend(ABC):
         """Identifies the destination for the cross-process lock (no secrets)."""
         return f"{self.name}-{self.config.describe()}"
 
-    @contextmanager
-    def lock(self, name: str, *, timeout: float) -> Iterator[None]:
+    def lock(self, name: str, *, timeout: float) -> AbstractContextManager[None]:
         """Serialise imports of one export into one destination across processes.
 
         The default is an advisory file lock under the data directory, which covers every process on this
-        machine; server backends may override it with a lock inside the database (e.g. an advisory lock).
+        machine; server backends override it with a lock inside the database (e.g. an advisory lock).
+
+        Raises:
+            LockTimeoutError: still held by another process after ``timeout`` seconds.
         """
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.lock_key()}-{name}")[:200]
-        lock_dir = self.data_dir / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        path = lock_dir / f"{safe}.lock"
-        with open(path, "a+") as handle:
-            deadline = time.monotonic() + max(timeout, 0)
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LockTimeoutError(
-                            f"Another import of {name!r} into {self.config.describe()} is still running "
-                            f"(lock {path} held; waited {timeout:.0f} s).",
-                            hint="Wait for it to finish, or raise [project] lock_timeout.",
-                        ) from None
-                    if not waited:
-                        log.warning("Another import of %r is running; waiting up to %.0f s for it", name, timeout)
-                        waited = True
-                    time.sleep(0.2)
+        return file_lock(self.data_dir / ".locks" / f"{safe}.lock", what=f"{name!r} into {self.config.describe()}",
+                         timeout=timeout)
+
+
+@contextmanager
+def file_lock(path: Path, *, what: str, timeout: float) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``, polled until ``timeout``; released when the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + max(timeout, 0)
+        waited = False
+        while True:
             try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(str(os.getpid()))
-                handle.flush()
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"Another import of {what} is still running (lock {path} held; waited {timeout:.0f} s).",
+                        hint="Wait for it to finish, or raise [project] lock_timeout.",
+                    ) from None
+                if not waited:
+                    log.warning("Another import of %s is running; waiting up to %.0f s for it", what, timeout)
+                    waited = True
+                time.sleep(0.2)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

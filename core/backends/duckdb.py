@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,7 @@ from core.backends.base import (
     PeriodSummary,
     SourceColumn,
     SourceFile,
+    file_lock,
 )
 from core.backends.readers import Boto3DataReader, sniff_format
 from core.errors import DestinationError, LoadError
@@ -217,12 +219,11 @@ class DuckDBBackend(DatabaseBackend):
             self._conn.close()
             self._conn = None
 
-    def lock_key(self) -> str:
-        return f"duckdb-{Path(self.config.database_path).expanduser().resolve()}"
-
-    def lock(self, name: str, *, timeout: float):  # type: ignore[override]
-        # DuckDB admits one writing process per file, so every import into it is serialised, whatever the export.
-        return super().lock("all-exports", timeout=timeout)
+    def lock(self, name: str, *, timeout: float) -> AbstractContextManager[None]:
+        # DuckDB admits one writing process per file, so every import into it is serialised, whatever the
+        # export; the lock sits beside the file so that every process using it finds the same one.
+        path = Path(self.config.database_path).expanduser().resolve()
+        return file_lock(path.with_name(path.name + ".finops-lock"), what=f"into {path}", timeout=timeout)
 
     # -- SQL helpers ----------------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying DuckDB") -> list[tuple[Any, ...]]:

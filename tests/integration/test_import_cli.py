@@ -322,3 +322,18 @@ def test_programmatic_use(s3: S3, tmp_path: Path, gen: Any, monkeypatch: pytest.
         tables = {t.table: t for t in backend.list_tables("aws_billing")}
         assert tables["daily"].periods[0].rows == truth.periods["2024-01"].rows
         assert backend.query("SELECT COUNT(*) FROM scratch.notes") == [(2,)]
+
+
+def test_a_held_lock_times_out_with_a_clear_message(s3: S3, target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:
+    from core.backends.duckdb import DuckDBBackend, DuckDBConfig
+
+    root, bucket = tmp_path / "bucket", s3.new_bucket()
+    gen.write_cur2_export(root, prefix="", export_name="daily", periods=["2024-01"], rows_per_period=10)
+    s3.upload_tree(root, bucket)
+    holder = DuckDBBackend(DuckDBConfig(database_path=target.path), data_dir=tmp_path)
+    with holder.lock("daily", timeout=0):  # as if another import were running
+        result = run_cli("aws", "import-cur", env=_env(s3, target, bucket, OPEN_FINOPS_PROJECT_LOCK_TIMEOUT="1"))
+    assert result.code == 1
+    assert "Another import" in result.stderr and "Traceback" not in result.stderr
+    after = run_cli("aws", "import-cur", "--json", env=_env(s3, target, bucket))
+    assert after.code == 0 and [p["status"] for p in after.json()["periods"]] == ["loaded"]

@@ -195,15 +195,16 @@ def run_aws_pipeline(
     if not by_export:
         log.warning("No manifests found in %s under prefix %r", store.describe(), config.aws.prefix)
 
-    with backend:
-        for export_name, manifests in by_export.items():
-            if dry_run:
+    for export_name, manifests in by_export.items():
+        if dry_run:
+            with backend:
                 report.outcomes.extend(_plan_only(backend, dataset, export_name, manifests, config.aws.reset, store))
-                continue
-            with backend.lock(export_name, timeout=config.project.lock_timeout):
-                report.outcomes.extend(
-                    _import_export(backend, dataset, store, export_name, manifests, config.aws.reset, progress)
-                )
+            continue
+        # Lock first, then connect: an embedded engine admits one writer, and a waiting import must not hold it.
+        with backend.lock(export_name, timeout=config.project.lock_timeout), backend:
+            report.outcomes.extend(
+                _import_export(backend, dataset, store, export_name, manifests, config.aws.reset, progress)
+            )
     report.outcomes.sort(key=lambda o: (o.export_name, o.billing_period or ""))
     return report
 

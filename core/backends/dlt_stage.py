@@ -1,0 +1,194 @@
+"""Loading a billing period into a staging table through a dlt destination, fed Arrow record batches.
+
+Shared by the server backends (PostgreSQL, generic SQL): dlt moves the bytes (COPY on PostgreSQL, batched
+inserts through SQLAlchemy elsewhere) into ``<stage dataset>._finops_stage_<table>``; the backend then replaces the
+period in its own single transaction (``INSERT … SELECT`` from the staging table) and drops the staging table.
+
+Why the staging table is shaped as it is:
+
+* Columns are positional (``c_0``, ``c_1``…), the period's union of columns in a fixed order. dlt normalises
+  names (63-character limit with a hash suffix, a leading digit, case); positional names make the mapping back
+  to our column names exact, whatever dlt's naming convention does.
+* Every load asks dlt for ``refresh="drop_sources"``, so the staging table is recreated with exactly this
+  period's types. Without it dlt would remember the previous period's types and, when a column changes kind,
+  create a variant column (``c_3__v_double``) instead.
+* The staging dataset is ``<dataset>_finops_dlt``, not the export dataset: dlt's bookkeeping tables
+  (``_dlt_loads``, ``_dlt_version``, ``_dlt_pipeline_state``) stay out of the schema users query. dlt's refresh
+  also keeps a ``<stage dataset>_staging`` with only ``_dlt_version`` in it.
+* JSON travels as text and is cast to the engine's JSON type by the backend's ``INSERT … SELECT``: a JSON hint on
+  an Arrow string column makes dlt log a warning for every batch (and dlt's SQLAlchemy destination would encode
+  the text a second time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.backends.base import ColumnKind, FilePlan, PeriodLoad
+from core.errors import DestinationError, FinOpsError, LoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+STAGE_PREFIX = "_finops_stage_"
+STAGE_DATASET_SUFFIX = "_finops_dlt"
+#: dlt types of the staging columns; JSON is staged as text (see the module docstring)
+DLT_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"data_type": "text"},
+    "json": {"data_type": "text"},
+    "double": {"data_type": "double"},
+    "bigint": {"data_type": "bigint"},
+    "boolean": {"data_type": "bool"},
+    "timestamp": {"data_type": "timestamp", "timezone": True, "precision": 6},
+    "date": {"data_type": "date"},
+}
+
+
+def union_columns(files: Sequence[FilePlan]) -> dict[str, ColumnKind]:
+    """Every output column of the period in first-seen order, ``billing_period`` first (first kind wins)."""
+    wanted: dict[str, ColumnKind] = {"billing_period": "string"}
+    for plan in files:
+        for name, kind in plan.target_kinds().items():
+            wanted.setdefault(name, kind)
+    return wanted
+
+
+def fit_identifier(name: str, max_length: int) -> str:
+    """``name`` shortened deterministically (prefix + digest) when an engine would truncate it silently."""
+    if len(name.encode()) <= max_length:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name.encode()[: max_length - 9].decode(errors='ignore')}_{digest}"
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """Where dlt stages one period: dataset and table as dlt names them, and the positional column map."""
+
+    dataset: str
+    table: str
+    #: our column name → staging column name
+    columns: dict[str, str]
+    kinds: dict[str, ColumnKind]
+
+
+def stage_layout(dataset: str, table: str, files: Sequence[FilePlan], max_length: int = 63) -> StageLayout:
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    naming = NamingConvention(max_length=max_length)
+    kinds = union_columns(files)
+    return StageLayout(
+        dataset=naming.normalize_table_identifier(f"{dataset}{STAGE_DATASET_SUFFIX}"),
+        table=naming.normalize_table_identifier(f"{STAGE_PREFIX}{table}"),
+        columns={name: f"c_{index}" for index, name in enumerate(kinds)},
+        kinds=kinds,
+    )
+
+
+def _conformed(load: PeriodLoad, layout: StageLayout, on_rows: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+    """Every file's batches with the period's union schema (absent columns as nulls), under positional names."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from core.backends.readers import ARROW_TYPES
+
+    schema = pa.schema([pa.field(layout.columns[n], ARROW_TYPES[k]) for n, k in layout.kinds.items()])
+    for plan in load.files:
+        rows = 0
+        reader = load.reader.batches(plan)
+        for batch in reader:
+            arrays = []
+            for name, kind in layout.kinds.items():
+                index = batch.schema.get_field_index(name)
+                if index < 0:
+                    arrays.append(pa.nulls(batch.num_rows, ARROW_TYPES[kind]))
+                    continue
+                column = batch.column(index)
+                if column.type != ARROW_TYPES[kind]:  # the same column typed differently by two files
+                    try:
+                        column = pc.cast(column, ARROW_TYPES[kind])
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                        raise LoadError(f"{plan.file.key}: column {name!r}: {exc}") from exc
+                arrays.append(column)
+            rows += batch.num_rows
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        on_rows(rows)
+        if load.on_file_done:
+            load.on_file_done(plan.file, rows)
+
+
+def pipeline_for(backend_name: str, target_key: str, table: str, data_dir: Path, destination: Any) -> Any:
+    """One dlt pipeline per (destination, table), working under ``<data_dir>/dlt/<backend>-<table>``."""
+    import dlt
+
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    digest = hashlib.sha1(target_key.encode()).hexdigest()[:8]
+    name = f"finops_{backend_name}_{table}_{digest}"
+    # scoped to this pipeline: the load packages (a copy of the data) are removed once loaded
+    os.environ.setdefault(f"{name.upper()}__LOAD__DELETE_COMPLETED_JOBS", "true")
+    pipelines_dir = Path(data_dir).expanduser().resolve() / "dlt" / f"{backend_name}-{table}"
+    pipelines_dir.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=name, pipelines_dir=str(pipelines_dir), destination=destination, progress=None,
+        dev_mode=False,
+    )
+
+
+def load_stage(
+    pipeline: Any, load: PeriodLoad, layout: StageLayout, *, loader_file_format: str | None, what: str
+) -> int:
+    """Stream ``load.files`` into the staging table; returns the rows read (``on_file_done`` called per file).
+
+    Raises:
+        LoadError: a file is corrupt, or the destination rejected a value.
+        DestinationError: the destination is unreachable or refused the credentials.
+    """
+    import dlt
+
+    counted = [0]
+
+    def count(rows: int) -> None:
+        counted[0] += rows
+
+    hints = {layout.columns[n]: {**DLT_TYPES[k], "nullable": True} for n, k in layout.kinds.items()}
+    resource = dlt.resource(
+        _conformed(load, layout, count), name=layout.table, table_name=layout.table,
+        write_disposition="replace", columns=hints,
+    )
+    pipeline.drop_pending_packages()  # a package left by a crashed run must never be loaded now
+    try:
+        pipeline.run(
+            resource, dataset_name=layout.dataset, loader_file_format=loader_file_format, refresh="drop_sources"
+        )
+    except Exception as exc:  # noqa: BLE001 - translated at the boundary
+        pipeline.drop_pending_packages()
+        raise translate_dlt_error(exc, what) from exc
+    return counted[0]
+
+
+def translate_dlt_error(exc: BaseException, what: str) -> FinOpsError:
+    """Our own error when one is in the chain (a corrupt file), else a LoadError or, for connections, a
+    DestinationError carrying the database's reason."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    chain = []
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        chain.append(node)
+        if isinstance(node, FinOpsError):
+            return node
+        node = node.__cause__ or node.__context__ or getattr(node, "exception", None)
+    reason = str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else type(chain[-1]).__name__
+    names = {type(n).__name__ for n in chain}
+    connection = {"OperationalError", "InterfaceError", "DestinationConnectionError", "DatabaseTransientException"}
+    if names & connection and not names & {"DataError", "IntegrityError", "DatabaseTerminalException"}:
+        return DestinationError(f"Database error while {what}: {reason}")
+    return LoadError(f"Database error while {what}: {reason}")

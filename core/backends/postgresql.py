@@ -1,0 +1,315 @@
+"""PostgreSQL: data through dlt's postgres destination (COPY), replaced in one transaction of our own.
+
+``psycopg2`` and ``dlt`` are imported only inside methods. A period is loaded by dlt into a staging table (Arrow
+batches → CSV → ``COPY … FROM STDIN``, see :mod:`core.backends.dlt_stage`); then one transaction creates or widens
+the export table, deletes the period, inserts it from the staging table and marks the state record completed and
+current. Readers see the old version or the new one, never both. The password is read only from
+``POSTGRESQL_PASSWORD`` and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlencode
+
+from core.backends import dlt_stage
+from core.backends.base import (
+    STATE_TABLE,
+    Capabilities,
+    CheckResult,
+    DatabaseBackend,
+    DataReader,
+    ExportTable,
+    PeriodLoad,
+    PeriodSummary,
+)
+from core.backends.postgresql_config import PostgreSQLConfig
+from core.backends.readers import Boto3DataReader
+from core.backends.sql_params import qmark_to_format
+from core.errors import DestinationError, FinOpsError, LoadError, LockTimeoutError
+from core.state import SqlStateManager, utcnow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+TYPE_MAP = {
+    "string": "text",
+    "double": "double precision",
+    "bigint": "bigint",
+    "boolean": "boolean",
+    "timestamp": "timestamptz",
+    "date": "date",
+    "json": "jsonb",
+}
+COST_COLUMN = "line_item_unblended_cost"
+#: dlt's credentials need a password even where the server trusts us; used only when none is configured
+PLACEHOLDER_PASSWORD = "unused-by-trust-auth"
+
+
+class PostgreSQLBackend(DatabaseBackend):
+    name = "postgresql"
+    extra = "postgresql"
+    dialect = "postgres"
+    capabilities: ClassVar[Capabilities] = Capabilities(native_s3_read=False, transactional_replace=True, json_type="JSONB")
+    config_model = PostgreSQLConfig
+    max_identifier_length = 63
+    #: seconds between two attempts to take the advisory lock
+    lock_poll: ClassVar[float] = 0.5
+
+    def __init__(self, config: PostgreSQLConfig, *, data_dir: Path | None = None) -> None:
+        super().__init__(config, data_dir=data_dir)
+        self.config: PostgreSQLConfig = config
+        self._conn: Any = None
+
+    # -- connections ----------------------------------------------------------------------------------------
+    def _password(self) -> str | None:
+        return self.config.password.get_secret_value() if self.config.password else None
+
+    def _scrub(self, text: str) -> str:
+        password = self._password()
+        return text.replace(password, "********") if password else text
+
+    def _open(self) -> Any:
+        import psycopg2
+
+        params: dict[str, Any] = {
+            "host": self.config.host, "port": self.config.port, "dbname": self.config.database,
+            "user": self.config.user, "sslmode": self.config.sslmode, "connect_timeout": 15,
+            "application_name": "finops", "options": "-c timezone=UTC",
+        }
+        if self._password():  # otherwise libpq still reads PGPASSWORD / ~/.pgpass
+            params["password"] = self._password()
+        try:
+            conn = psycopg2.connect(**params)
+        except psycopg2.Error as exc:
+            reason = self._scrub(str(exc).strip())
+            raise DestinationError(f"Cannot connect to {self.config.describe()}: {reason}") from None
+        conn.autocommit = True  # transactions are explicit (BEGIN … COMMIT) where we need one
+        return conn
+
+    @property
+    def connection(self) -> Any:
+        self.connect()
+        return self._conn
+
+    def connect(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._open()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying PostgreSQL") -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) and fetch its rows."""
+        return self._run(sql, params, what)[0]
+
+    def _run(self, sql: str, params: Sequence[Any], what: str) -> tuple[list[tuple[Any, ...]], int]:
+        """``(rows, rowcount)``; a lost connection is a DestinationError, any other failure a LoadError."""
+        import psycopg2
+
+        conn = self.connection
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, list(params) if params else None)
+                return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+        except psycopg2.Error as exc:
+            reason = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            if conn.closed or isinstance(exc, psycopg2.InterfaceError):
+                raise DestinationError(f"Lost the connection to {self.config.describe()} while {what}: {reason}") from None
+            raise LoadError(f"PostgreSQL error while {what}: {reason}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.query(qmark_to_format(sql), params)
+
+    # -- backend API ----------------------------------------------------------------------------------------
+    def dlt_credentials(self) -> str:
+        user = quote(self.config.user, safe="")
+        password = quote(self._password() or os.environ.get("PGPASSWORD") or PLACEHOLDER_PASSWORD, safe="")
+        query = urlencode({"sslmode": self.config.sslmode, "connect_timeout": 15})
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"postgresql://{user}:{password}@{host}:{self.config.port}/{quote(self.config.database, safe='')}?{query}"
+
+    def get_dlt_destination(self) -> Any:
+        import dlt
+
+        return dlt.destinations.postgres(credentials=self.dlt_credentials())
+
+    def state_manager(self, dataset: str) -> SqlStateManager:
+        return SqlStateManager(
+            self._execute, self.quote, dataset,
+            types={"text": "text", "bigint": "bigint", "timestamp": "timestamptz", "boolean": "boolean"},
+        )
+
+    def data_reader(self, store: ObjectStore) -> DataReader:
+        return Boto3DataReader(store)
+
+    def column(self, name: str) -> str:
+        """Our column name as stored: PostgreSQL would cut a name over 63 bytes silently, we shorten it stably."""
+        return dlt_stage.fit_identifier(name, self.max_identifier_length)
+
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        rows = self.query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            [dataset, table],
+        )
+        return {name: type_name for name, type_name in rows}
+
+    def _prepare_table(self, dataset: str, table: str, kinds: dict[str, str]) -> dict[str, str]:
+        """Create the export table or add this version's new columns; returns column → type as stored."""
+        target = self.qualified(dataset, table)
+        existing = self.table_columns(dataset, table)
+        if not existing:
+            body = ", ".join(f"{self.quote(self.column(n))} {TYPE_MAP[k]}" for n, k in kinds.items())
+            self.query(f"CREATE TABLE {target} ({body})", what=f"creating {dataset}.{table}")
+            return {self.column(n): TYPE_MAP[k] for n, k in kinds.items()}
+        for name, kind in kinds.items():
+            if self.column(name) not in existing:
+                log.info("%s.%s: new column %s %s", dataset, table, name, TYPE_MAP[kind])
+                self.query(f"ALTER TABLE {target} ADD COLUMN {self.quote(self.column(name))} {TYPE_MAP[kind]}")
+                existing[self.column(name)] = TYPE_MAP[kind]
+        return existing
+
+    def replace_period(self, load: PeriodLoad) -> int:
+        layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
+        staged = bool(load.files)
+        try:
+            if staged:
+                pipeline = dlt_stage.pipeline_for(
+                    self.name, f"{self.config.describe()}/{load.dataset}", load.table, self.data_dir,
+                    self.get_dlt_destination(),
+                )
+                dlt_stage.load_stage(pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}")
+            return self._swap_in(load, layout, staged)
+        except FinOpsError as exc:
+            exc.message = self._scrub(exc.message)
+            raise
+        finally:
+            if staged:
+                self._drop_stage(layout)
+
+    def _swap_in(self, load: PeriodLoad, layout: dlt_stage.StageLayout, staged: bool) -> int:
+        """The one transaction: DDL, DELETE, INSERT … SELECT from staging, state row; all or nothing."""
+        target = self.qualified(load.dataset, load.table)
+        state = self.state_manager(load.dataset)
+        self.query("BEGIN")
+        try:
+            self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
+            types = self._prepare_table(load.dataset, load.table, layout.kinds)
+            self.query(f"DELETE FROM {target} WHERE billing_period = %s", [load.billing_period])
+            rows = 0
+            if staged:
+                names = ", ".join(self.quote(self.column(n)) for n in layout.columns)
+                values = ", ".join(
+                    f"CAST({self.quote(s)} AS {types[self.column(n)]})" for n, s in layout.columns.items()
+                )
+                source = self.qualified(layout.dataset, layout.table)
+                what = f"inserting {load.table} {load.billing_period} from the staging table"
+                rows = self._run(f"INSERT INTO {target} ({names}) SELECT {values} FROM {source}", (), what)[1]
+            done = load.record
+            done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
+            done.finished_at, done.error_message = utcnow(), None
+            state.upsert(done)
+            state.mark_current(done)
+            self.query("COMMIT")
+            return rows
+        except BaseException:
+            if self._conn is not None and not self._conn.closed:
+                with suppress(Exception):  # the transaction may already be aborted
+                    self._conn.cursor().execute("ROLLBACK")
+            raise
+
+    def _drop_stage(self, layout: dlt_stage.StageLayout) -> None:
+        try:
+            self.query(f"DROP TABLE IF EXISTS {self.qualified(layout.dataset, layout.table)}")
+        except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
+            log.warning("Could not drop the staging table %s.%s: %s", layout.dataset, layout.table, exc.message)
+
+    def list_tables(self, dataset: str) -> list[ExportTable]:
+        tables = self.query(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = %s AND column_name = %s "
+            "AND table_name <> %s ORDER BY table_name",
+            [dataset, "billing_period", STATE_TABLE],
+        )
+        result = []
+        for (table,) in tables:
+            columns = self.table_columns(dataset, table)
+            cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in columns else "NULL"
+            rows = self.query(
+                f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
+                "GROUP BY billing_period ORDER BY billing_period"
+            )
+            periods = [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows]
+            result.append(ExportTable(dataset, table, periods))
+        return result
+
+    # -- locking --------------------------------------------------------------------------------------------
+    def advisory_key(self, name: str) -> int:
+        """A signed 64-bit key for ``pg_advisory_lock``, the same on every machine for one export."""
+        digest = hashlib.sha256(f"finops:{self.config.database}:{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    @contextmanager
+    def lock(self, name: str, *, timeout: float) -> Iterator[None]:
+        """A session advisory lock on its own connection: serialises imports across machines, and the server
+        releases it by itself if this process dies."""
+        key = self.advisory_key(name)
+        conn = self._open()
+        try:
+            deadline = time.monotonic() + max(timeout, 0)
+            warned = False
+            while True:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                    if cursor.fetchone()[0]:
+                        break
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"Another import of {name!r} into {self.config.describe()} is still running "
+                        f"(PostgreSQL advisory lock {key} held; waited {timeout:.0f} s).",
+                        hint="Wait for it to finish, or raise [project] lock_timeout.",
+                    )
+                if not warned:
+                    log.warning("Another import of %r is running; waiting up to %.0f s for it", name, timeout)
+                    warned = True
+                time.sleep(self.lock_poll)
+            try:
+                yield
+            finally:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+        finally:
+            conn.close()
+
+    def check(self) -> CheckResult:
+        target = self.config.describe()
+        try:
+            started = time.perf_counter()
+            self.connect()
+            self.query("SELECT 1")
+            latency = (time.perf_counter() - started) * 1000
+            self.query("BEGIN")
+            try:
+                self.query("CREATE SCHEMA _finops_check", what="creating a schema")
+                self.query("CREATE TABLE _finops_check.probe (id integer)", what="creating a table")
+            finally:
+                self.query("ROLLBACK")
+            version, user = self.query("SELECT current_setting('server_version'), current_user")[0]
+        except FinOpsError as exc:
+            return CheckResult(ok=False, backend=self.name, target=target, error=self._scrub(exc.message))
+        return CheckResult(
+            ok=True, backend=self.name, target=target, latency_ms=round(latency, 2),
+            details={"version": version, "user": user, "can_create_schema": True, "can_create_table": True},
+        )
