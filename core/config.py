@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.backends.duckdb import DuckDBConfig
+from core.backends.postgresql_config import PostgreSQLConfig
+from core.backends.sql_config import GenericSQLConfig
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class DatabaseSettings(BaseModel):
 
     backend: str = Field("duckdb", description="duckdb, postgresql, sql, … (`finops backends list`).")
     duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
+    postgresql: PostgreSQLConfig = Field(default_factory=PostgreSQLConfig)
+    sql: GenericSQLConfig = Field(default_factory=GenericSQLConfig)
 
     # Filled in by Config (the data directory is a [project] setting every backend needs).
     data_dir: Path = Field(Path("./data"), exclude=True, json_schema_extra={"internal": True})

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import LockTimeoutError
+from core.errors import DestinationError, LockTimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -335,8 +335,12 @@ class DatabaseBackend(ABC):
 @contextmanager
 def file_lock(path: Path, *, what: str, timeout: float) -> Iterator[None]:
     """An exclusive ``flock`` on ``path``, polled until ``timeout``; released when the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise DestinationError(f"Cannot create the lock file {path}: {exc}") from exc
+    with handle:
         deadline = time.monotonic() + max(timeout, 0)
         waited = False
         while True:

@@ -125,8 +125,13 @@ def _conformed(load: PeriodLoad, layout: StageLayout, on_rows: Callable[[int], N
             load.on_file_done(plan.file, rows)
 
 
-def pipeline_for(backend_name: str, target_key: str, table: str, data_dir: Path, destination: Any) -> Any:
-    """One dlt pipeline per (destination, table), working under ``<data_dir>/dlt/<backend>-<table>``."""
+def pipeline_for(
+    backend_name: str, target_key: str, layout: StageLayout, table: str, data_dir: Path, destination: Any
+) -> Any:
+    """One dlt pipeline per (destination, table), working under ``<data_dir>/dlt/<backend>-<table>``.
+
+    ``target_key`` names the destination (no secret); its digest keeps two servers' pipelines apart.
+    """
     import dlt
 
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -137,8 +142,27 @@ def pipeline_for(backend_name: str, target_key: str, table: str, data_dir: Path,
     pipelines_dir = Path(data_dir).expanduser().resolve() / "dlt" / f"{backend_name}-{table}"
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     return dlt.pipeline(
-        pipeline_name=name, pipelines_dir=str(pipelines_dir), destination=destination, progress=None,
-        dev_mode=False,
+        pipeline_name=name, pipelines_dir=str(pipelines_dir), destination=destination, dataset_name=layout.dataset,
+        progress=None, dev_mode=False,
+    )
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """The staging table exactly as dlt names it in the destination (quoted, dialect-correct)."""
+
+    dataset: str
+    qualified: str
+    #: our column name → quoted staging column
+    columns: dict[str, str]
+
+
+def staged_table(pipeline: Any, layout: StageLayout) -> StagedTable:
+    client = pipeline.sql_client()  # naming only: no connection is opened
+    return StagedTable(
+        dataset=client.dataset_name,
+        qualified=client.make_qualified_table_name(layout.table),
+        columns={name: client.escape_column_name(column) for name, column in layout.columns.items()},
     )
 
 
@@ -163,15 +187,23 @@ def load_stage(
         _conformed(load, layout, count), name=layout.table, table_name=layout.table,
         write_disposition="replace", columns=hints,
     )
-    pipeline.drop_pending_packages()  # a package left by a crashed run must never be loaded now
+    _abort_pending(pipeline)  # a package left by a crashed run must never be loaded now
     try:
-        pipeline.run(
-            resource, dataset_name=layout.dataset, loader_file_format=loader_file_format, refresh="drop_sources"
-        )
+        pipeline.run(resource, loader_file_format=loader_file_format, refresh="drop_sources")
     except Exception as exc:  # noqa: BLE001 - translated at the boundary
-        pipeline.drop_pending_packages()
-        raise translate_dlt_error(exc, what) from exc
+        error = translate_dlt_error(exc, what)
+        try:
+            _abort_pending(pipeline)
+        except Exception as cleanup:  # noqa: BLE001 - the load's own error matters more
+            log.warning("Could not discard dlt's pending load package: %s", cleanup)
+        raise error from exc
     return counted[0]
+
+
+def _abort_pending(pipeline: Any) -> None:
+    if pipeline.has_pending_data:
+        abort = getattr(pipeline, "abort_packages", None)  # dlt >= 1.30; drop_pending_packages before
+        abort() if abort else pipeline.drop_pending_packages()
 
 
 def translate_dlt_error(exc: BaseException, what: str) -> FinOpsError:

@@ -32,7 +32,6 @@ from core.backends.base import (
     SourceFile,
     file_lock,
 )
-from core.backends.readers import Boto3DataReader, sniff_format
 from core.errors import DestinationError, LoadError
 from core.state import SqlStateManager
 
@@ -103,6 +102,8 @@ class DuckDBDataReader(DataReader):
     """DuckDB reads the files itself (local paths, or s3:// through httpfs); ``.zip`` CSV goes through Arrow."""
 
     def __init__(self, store: ObjectStore, backend: DuckDBBackend) -> None:
+        from core.backends.readers import Boto3DataReader  # pyarrow only when data is read
+
         super().__init__(store)
         self.backend = backend
         self.fallback = Boto3DataReader(store)
@@ -124,6 +125,8 @@ class DuckDBDataReader(DataReader):
         )
 
     def describe(self, key: str, *, size: int = 0) -> SourceFile:
+        from core.backends.readers import sniff_format
+
         fmt, compression = sniff_format(self.store.read_head(key, 8), key)
         if compression == "zip":
             return self.fallback.describe(key, size=size)
@@ -218,6 +221,7 @@ class DuckDBBackend(DatabaseBackend):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._s3_store = None  # the secret and httpfs belonged to that connection
 
     def lock(self, name: str, *, timeout: float) -> AbstractContextManager[None]:
         # DuckDB admits one writing process per file, so every import into it is serialised, whatever the

@@ -37,9 +37,23 @@ REGISTRY: dict[str, BackendSpec] = {
     "duckdb": BackendSpec(
         "duckdb", "core.backends.duckdb:DuckDBBackend", None, ("duckdb",), "Embedded DuckDB file (the default)"
     ),
+    "postgresql": BackendSpec(
+        "postgresql", "core.backends.postgresql:PostgreSQLBackend", "postgresql", ("psycopg2", "dlt"),
+        "PostgreSQL server (loads with COPY through dlt)",
+    ),
+    "sql": BackendSpec(
+        "sql", "core.backends.sql:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
+        "Any SQLAlchemy database through dlt (SQLite, MySQL, …)",
+    ),
 }
 
-ALIASES: dict[str, str] = {"duck": "duckdb", "ddb": "duckdb"}
+ALIASES: dict[str, str] = {
+    "duck": "duckdb",
+    "ddb": "duckdb",
+    "postgres": "postgresql",
+    "pg": "postgresql",
+    "sqlalchemy": "sql",
+}
 
 
 def canonical_name(name: str) -> str:

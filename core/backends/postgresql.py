@@ -184,23 +184,28 @@ class PostgreSQLBackend(DatabaseBackend):
 
     def replace_period(self, load: PeriodLoad) -> int:
         layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
-        staged = bool(load.files)
+        source: dlt_stage.StagedTable | None = None
         try:
-            if staged:
+            if load.files:
                 pipeline = dlt_stage.pipeline_for(
-                    self.name, f"{self.config.describe()}/{load.dataset}", load.table, self.data_dir,
+                    self.name, f"{self.config.describe()}/{load.dataset}", layout, load.table, self.data_dir,
                     self.get_dlt_destination(),
                 )
+                source = dlt_stage.staged_table(pipeline, layout)
+                # csv: dlt's postgres destination then loads with COPY … FROM STDIN (PostgresCsvCopyJob)
                 dlt_stage.load_stage(pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}")
-            return self._swap_in(load, layout, staged)
+            return self._swap_in(load, layout, source)
         except FinOpsError as exc:
             exc.message = self._scrub(exc.message)
             raise
         finally:
-            if staged:
-                self._drop_stage(layout)
+            if source is not None:
+                try:
+                    self.query(f"DROP TABLE IF EXISTS {source.qualified}", what="dropping the staging table")
+                except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
+                    log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
-    def _swap_in(self, load: PeriodLoad, layout: dlt_stage.StageLayout, staged: bool) -> int:
+    def _swap_in(self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None) -> int:
         """The one transaction: DDL, DELETE, INSERT … SELECT from staging, state row; all or nothing."""
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)
@@ -210,14 +215,12 @@ class PostgreSQLBackend(DatabaseBackend):
             types = self._prepare_table(load.dataset, load.table, layout.kinds)
             self.query(f"DELETE FROM {target} WHERE billing_period = %s", [load.billing_period])
             rows = 0
-            if staged:
+            if source is not None:
                 names = ", ".join(self.quote(self.column(n)) for n in layout.columns)
-                values = ", ".join(
-                    f"CAST({self.quote(s)} AS {types[self.column(n)]})" for n, s in layout.columns.items()
-                )
-                source = self.qualified(layout.dataset, layout.table)
+                # every value cast to the column as stored: JSON staged as text, and types that drifted
+                values = ", ".join(f"CAST({source.columns[n]} AS {types[self.column(n)]})" for n in layout.columns)
                 what = f"inserting {load.table} {load.billing_period} from the staging table"
-                rows = self._run(f"INSERT INTO {target} ({names}) SELECT {values} FROM {source}", (), what)[1]
+                rows = self._run(f"INSERT INTO {target} ({names}) SELECT {values} FROM {source.qualified}", (), what)[1]
             done = load.record
             done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
             done.finished_at, done.error_message = utcnow(), None
@@ -230,12 +233,6 @@ class PostgreSQLBackend(DatabaseBackend):
                 with suppress(Exception):  # the transaction may already be aborted
                     self._conn.cursor().execute("ROLLBACK")
             raise
-
-    def _drop_stage(self, layout: dlt_stage.StageLayout) -> None:
-        try:
-            self.query(f"DROP TABLE IF EXISTS {self.qualified(layout.dataset, layout.table)}")
-        except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
-            log.warning("Could not drop the staging table %s.%s: %s", layout.dataset, layout.table, exc.message)
 
     def list_tables(self, dataset: str) -> list[ExportTable]:
         tables = self.query(

@@ -235,3 +235,19 @@ def test_json_outputs_parse(source: Source, target: Target) -> None:
     assert len(manifests) == 4 and all(m["loaded"] for m in manifests)
     exports = run_cli("aws", "list-exports", "--json", env=env).json()["exports"]
     assert {e["table"]: sum(p["rows"] for p in e["periods"]) for e in exports} == {V1_TABLE: 600, V2_TABLE: 800}
+
+
+def test_zero_file_manifest_empties_the_period(source: Source, target: Target) -> None:
+    import json
+
+    assert _import(source, target).code == 0
+    key = source.truth[V2].periods["2024-02"].manifest_key
+    manifest = json.loads((source.root / key).read_text())
+    manifest.update(executionId="exec-empty", dataFiles=[])
+    (source.root / key).write_text(json.dumps(manifest))
+    source.s3.upload_tree(source.root, source.bucket)
+    result = _import(source, target, "--export-name", V2)
+    assert result.code == 0, result.json()["periods"]
+    assert [(p["billing_period"], p["status"], p["rows"]) for p in result.json()["periods"]] == [
+        ("2024-01", "skipped", 400), ("2024-02", "loaded", 0)]
+    assert set(target.period_totals(V2_TABLE)) == {"2024-01"}
