@@ -88,14 +88,15 @@ def fmt_int(value: int | None) -> str:
 
 
 class RichProgress:
-    """Periods, files, rows and bytes on stderr; silent when stderr is not a terminal (cron, CI)."""
+    """One bar per export on stderr (bytes read), with period, file and row counts; silent when stderr is not
+    a terminal (cron, CI) and under ``--json``."""
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = stderr.is_terminal if enabled is None else enabled
         self._progress: Progress | None = None
-        self._periods: TaskID | None = None
-        self._bytes: TaskID | None = None
-        self._rows = 0
+        self._task: TaskID | None = None
+        self._counts: dict[str, int] = {}
+        self._label = ""
 
     @contextmanager
     def running(self) -> Iterator[RichProgress]:
@@ -105,41 +106,40 @@ class RichProgress:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
             DownloadColumn(),
             TimeElapsedColumn(),
             console=stderr,
-            transient=False,
         )
         with self._progress:
             yield self
         self._progress = None
 
-    def _update(self, task: TaskID | None, **kwargs: Any) -> None:
-        if self._progress is not None and task is not None:
-            self._progress.update(task, **kwargs)
+    def _refresh(self, advance: int = 0) -> None:
+        if self._progress is None or self._task is None:
+            return
+        c = self._counts
+        text = (f"{self._label} · period {c['period']}/{c['periods']} · files {c['file']}/{c['files']} · "
+                f"rows {c['rows']:,}")
+        self._progress.update(self._task, description=text, advance=advance)
 
     def plan(self, periods: int, files: int, size: int) -> None:
-        if self._progress is None:
-            return
-        self._periods = self._progress.add_task("periods", total=periods)
-        self._bytes = self._progress.add_task(f"files (0/{files}), rows 0", total=max(size, 1))
-        self._files_total, self._files_done = files, 0
+        self._counts = {"period": 0, "periods": periods, "file": 0, "files": files, "rows": 0}
+        if self._progress is not None and periods:
+            self._task = self._progress.add_task("", total=max(size, 1))
+            self._refresh()
 
     def period_started(self, manifest: Any, files: int, size: int) -> None:
-        self._update(self._periods, description=f"{manifest.export_name} {manifest.billing_period}")
+        self._label = f"{manifest.export_name} {manifest.billing_period}"
+        self._counts["period"] = self._counts.get("period", 0) + 1
+        self._refresh()
 
     def file_done(self, manifest: Any, source: Any, rows: int) -> None:
-        self._rows += rows
-        self._files_done = getattr(self, "_files_done", 0) + 1
-        self._update(
-            self._bytes,
-            advance=source.size,
-            description=f"files ({self._files_done}/{getattr(self, '_files_total', 0)}), rows {self._rows:,}",
-        )
+        self._counts["file"] = self._counts.get("file", 0) + 1
+        self._counts["rows"] = self._counts.get("rows", 0) + rows
+        self._refresh(advance=source.size)
 
     def period_finished(self, outcome: Any) -> None:
-        self._update(self._periods, advance=1)
+        self._refresh()
 
 
 Printer = Callable[[Any], None]
