@@ -300,9 +300,13 @@ class DatabaseBackend(ABC):
     def list_tables(self, dataset: str) -> list[ExportTable]:
         """Export tables in ``dataset`` with per-period row counts and cost sums (state table excluded)."""
 
+    @abstractmethod
     def check(self) -> CheckResult:
-        """Connect, prove we may create a schema and a table, and measure a round trip."""
-        raise NotImplementedError  # every registered backend overrides this
+        """Connect, prove we may create a schema and a table, and measure a round trip.
+
+        Returns:
+            ``ok=False`` with the server's reason instead of raising, so ``backends check`` can report it.
+        """
 
     # -- shared helpers -------------------------------------------------------------------------------------
     def quote(self, name: str) -> str:

@@ -185,6 +185,7 @@ class PostgreSQLBackend(DatabaseBackend):
     def replace_period(self, load: PeriodLoad) -> int:
         layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
         source: dlt_stage.StagedTable | None = None
+        staged = 0
         try:
             if load.files:
                 pipeline = dlt_stage.pipeline_for(
@@ -193,8 +194,8 @@ class PostgreSQLBackend(DatabaseBackend):
                 )
                 source = dlt_stage.staged_table(pipeline, layout)
                 # csv: dlt's postgres destination then loads with COPY … FROM STDIN (PostgresCsvCopyJob)
-                dlt_stage.load_stage(pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}")
-            return self._swap_in(load, layout, source)
+                staged = dlt_stage.load_stage(pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}")
+            return self._swap_in(load, layout, source, staged)
         except FinOpsError as exc:
             exc.message = self._scrub(exc.message)
             raise
@@ -205,7 +206,9 @@ class PostgreSQLBackend(DatabaseBackend):
                 except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
                     log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
-    def _swap_in(self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None) -> int:
+    def _swap_in(
+        self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int
+    ) -> int:
         """The one transaction: DDL, DELETE, INSERT … SELECT from staging, state row; all or nothing."""
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)

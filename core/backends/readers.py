@@ -203,6 +203,7 @@ class Boto3DataReader(DataReader):
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.string() for name in names},
                     include_columns=wanted,
+                    null_values=[""],  # only an empty field is NULL: "NA", "N/A", "null" are real CUR values
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,6 +74,7 @@ class GenericSQLBackend(DatabaseBackend):
         self._engine: Any = None
         self._conn: Any = None
         self._in_tx = False
+        self._conn_password: str | None = None
 
     # -- connection -----------------------------------------------------------------------------------------
     def url(self) -> Any:
@@ -94,7 +95,7 @@ class GenericSQLBackend(DatabaseBackend):
             )
         try:
             url = make_url(raw)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise ConfigError(f"[database.sql] credentials is not a SQLAlchemy URL: {mask_url(raw)}") from None
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
@@ -108,6 +109,7 @@ class GenericSQLBackend(DatabaseBackend):
         import sqlalchemy as sa
 
         url = self.url()
+        self._conn_password = url.password
         sqlite = url.get_backend_name() == "sqlite"
         try:
             if sqlite:
@@ -128,8 +130,14 @@ class GenericSQLBackend(DatabaseBackend):
             conn.commit()
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
-            raise DestinationError(f"Cannot connect to {self.config.describe()}: {reason(exc)}") from None
+            raise DestinationError(f"Cannot connect to {self.config.describe()}: {self._reason(exc)}") from None
         self._engine, self._conn = engine, conn
+
+    def _reason(self, exc: Exception) -> str:
+        """The driver's own words, never with the URL's password in them."""
+        text = reason(exc)
+        password = self._conn_password
+        return text.replace(password, "***") if password else text
 
     def close(self) -> None:
         if self._conn is not None:
@@ -143,9 +151,8 @@ class GenericSQLBackend(DatabaseBackend):
         self.connect()
         return self._conn
 
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, what: str = "querying the database") -> Any:
-        """Run one statement; outside our own transaction it commits at once. Returns the SQLAlchemy result
-        with its rows already fetched."""
+    def query(self, sql: str, params: dict[str, Any] | None = None, *, what: str = "querying the database") -> Result:
+        """Run one statement (``:name`` binds); outside our own transaction it commits at once."""
         import sqlalchemy as sa
 
         conn = self.connection
@@ -160,9 +167,27 @@ class GenericSQLBackend(DatabaseBackend):
                 with suppress(Exception):
                     conn.rollback()
             if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-                raise DestinationError(f"Lost the connection to {self.config.describe()} while {what}: {reason(exc)}") from None
-            raise LoadError(f"Database error while {what}: {reason(exc)}") from exc
+                raise DestinationError(f"Lost the connection to {self.config.describe()} while {what}: {self._reason(exc)}") from None
+            raise LoadError(f"Database error while {what}: {self._reason(exc)}") from exc
         return Result(rows, keys, result.rowcount)
+
+    @contextmanager
+    def _transaction(self, *, commit: bool = True) -> Iterator[None]:
+        """Our own transaction: every statement inside commits (or rolls back) together."""
+        conn = self.connection
+        if conn.in_transaction():  # an implicit read transaction (the inspector's) would make begin() fail
+            conn.commit()
+        conn.begin()
+        self._in_tx = True
+        try:
+            yield
+            conn.commit() if commit else conn.rollback()
+        except BaseException:
+            with suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            self._in_tx = False
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``SqlStateManager``'s execute: ``?`` binds, and timestamps as the engine stores them."""
@@ -192,7 +217,10 @@ class GenericSQLBackend(DatabaseBackend):
     def get_dlt_destination(self) -> Any:
         from dlt.common.destination import Destination
 
-        return Destination.from_reference(self.config.destination, credentials=self.url().render_as_string(hide_password=False))
+        url = self.url()
+        if self.config.destination != "sqlalchemy":  # dlt's own destinations want a plain scheme (no "+driver")
+            url = url.set(drivername=url.get_backend_name())
+        return Destination.from_reference(self.config.destination, credentials=url.render_as_string(hide_password=False))
 
     def state_manager(self, dataset: str) -> SqlStateManager:
         self.attach(dataset)
@@ -205,13 +233,26 @@ class GenericSQLBackend(DatabaseBackend):
     def data_reader(self, store: Any) -> DataReader:
         return Boto3DataReader(store)
 
-    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+    def _inspect(self, read: Any) -> Any:
+        """``read(inspector)``, closing the implicit transaction the inspector opens outside ours."""
         import sqlalchemy as sa
 
-        inspector = sa.inspect(self.connection)
-        if not inspector.has_table(table, schema=dataset):
-            return {}
-        return {c["name"]: str(c["type"]) for c in inspector.get_columns(table, schema=dataset)}
+        try:
+            return read(sa.inspect(self.connection))
+        except sa.exc.SQLAlchemyError as exc:
+            raise LoadError(f"Cannot read the database catalogue: {self._reason(exc)}") from exc
+        finally:
+            if not self._in_tx and self._conn is not None:
+                with suppress(Exception):
+                    self._conn.commit()
+
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        def read(inspector: Any) -> dict[str, str]:
+            if not inspector.has_table(table, schema=dataset):
+                return {}
+            return {c["name"]: str(c["type"]) for c in inspector.get_columns(table, schema=dataset)}
+
+        return self._inspect(read)
 
     def _prepare_table(self, dataset: str, table: str, kinds: dict[str, str]) -> dict[str, str]:
         target = self.qualified(dataset, table)
@@ -230,6 +271,7 @@ class GenericSQLBackend(DatabaseBackend):
     def replace_period(self, load: PeriodLoad) -> int:
         layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
         source: dlt_stage.StagedTable | None = None
+        staged = 0
         try:
             if load.files:
                 pipeline = dlt_stage.pipeline_for(
@@ -239,25 +281,24 @@ class GenericSQLBackend(DatabaseBackend):
                 source = dlt_stage.staged_table(pipeline, layout)
                 # parquet: dlt inserts Arrow batches in chunks; its default (typed JSON lines) costs more per row
                 file_format = "parquet" if self.config.destination == "sqlalchemy" else None
-                dlt_stage.load_stage(pipeline, load, layout, loader_file_format=file_format, what=f"loading {load.table}")
+                staged = dlt_stage.load_stage(pipeline, load, layout, loader_file_format=file_format, what=f"loading {load.table}")
                 self.attach(source.dataset)
-            return self._swap_in(load, layout, source)
+            return self._swap_in(load, layout, source, staged)
         finally:
             if source is not None and self.attach(source.dataset, create=False):
                 with suppress(FinOpsError):  # never hide the load's own outcome behind a cleanup failure
                     self.query(f"DROP TABLE IF EXISTS {source.qualified}", what="dropping the staging table")
 
-    def _swap_in(self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None) -> int:
+    def _swap_in(
+        self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int
+    ) -> int:
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)
         if self.dialect in CREATE_SCHEMA:
             self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
         if self.dialect in IMPLICIT_COMMIT_DDL:  # DDL would commit our transaction halfway: do it first
             types = self._prepare_table(load.dataset, load.table, layout.kinds)
-        conn = self.connection
-        conn.begin()
-        self._in_tx = True
-        try:
+        with self._transaction():
             if self.dialect not in IMPLICIT_COMMIT_DDL:
                 types = self._prepare_table(load.dataset, load.table, layout.kinds)
             self.query(f"DELETE FROM {target} WHERE billing_period = :period", {"period": load.billing_period})
@@ -272,14 +313,7 @@ class GenericSQLBackend(DatabaseBackend):
             done.finished_at, done.error_message = utcnow(), None
             state.upsert(done)
             state.mark_current(done)
-            conn.commit()
-            return rows
-        except BaseException:
-            with suppress(Exception):
-                conn.rollback()
-            raise
-        finally:
-            self._in_tx = False
+        return rows
 
     def _cast(self, column: str, target_type: str) -> str:
         """JSON arrives as text; engines with a JSON type that does not take text implicitly get a CAST."""
@@ -288,12 +322,10 @@ class GenericSQLBackend(DatabaseBackend):
         return f"CAST({column} AS {target_type})"
 
     def list_tables(self, dataset: str) -> list[ExportTable]:
-        import sqlalchemy as sa
-
         if not self.attach(dataset, create=False):
             return []
         result = []
-        for table in sorted(sa.inspect(self.connection).get_table_names(schema=dataset)):
+        for table in sorted(self._inspect(lambda inspector: inspector.get_table_names(schema=dataset))):
             columns = self.table_columns(dataset, table)
             if table == STATE_TABLE or "billing_period" not in columns:
                 continue
@@ -318,15 +350,10 @@ class GenericSQLBackend(DatabaseBackend):
                 self.query(f"CREATE TABLE {probe} (id INTEGER)", what="creating a table")
                 self.query("DROP SCHEMA _finops_check", what="dropping the probe schema")
             else:
-                self.connection.begin()
-                self._in_tx = True
-                try:
+                with self._transaction(commit=False):  # rolled back: the check leaves nothing behind
                     if self.dialect in CREATE_SCHEMA:
                         self.query("CREATE SCHEMA _finops_check", what="creating a schema")
                     self.query(f"CREATE TABLE {probe} (id INTEGER)", what="creating a table")
-                finally:
-                    self._in_tx = False
-                    self.connection.rollback()
             version = ".".join(str(p) for p in (self._engine.dialect.server_version_info or ()))
         except FinOpsError as exc:
             return CheckResult(ok=False, backend=self.name, target=target, error=exc.message)

@@ -13,7 +13,8 @@ from pydantic import Field, SecretStr
 
 from core.backends.base import BackendConfig
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^@/?#]*@")
+# greedy up to the last "@": an unencoded "@" or "/" inside a password must not leak its tail (over-masking is safe)
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):.*@(?=[^@]*$)")
 _QUERY_SECRET = re.compile(r"(?P<key>[?&;](?:password|pwd|passwd|secret|token|access_token)=)[^&;]*", re.IGNORECASE)
 
 

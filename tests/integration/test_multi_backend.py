@@ -209,6 +209,10 @@ def test_corrupt_file_fails_its_period_and_keeps_the_previous_version(source: So
     previous = source.truth[V2].periods["2024-02"].version_id
     assert by_version[previous]["is_current"] and by_version[previous]["status"] == "completed"
 
+    overview = run_cli("aws", "show-state", "--export-name", V2, "--json", env=source.env(target)).json()["records"]
+    feb = sorted((r["version_id"], r["status"], r["is_current"]) for r in overview if r["billing_period"] == "2024-02")
+    assert feb == sorted([(previous, "completed", True), ("exec-bad", "failed", False)])
+
     # Fixing the file and rerunning loads the new version.
     shutil.rmtree(source.root / "exports" / V2 / "data" / "BILLING_PERIOD=2024-02")
     fixed = source.write_v2(["2024-02"], 200, files_per_period=2, seed=7, execution_ids={"2024-02": "exec-fixed"})

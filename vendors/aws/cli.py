@@ -208,7 +208,7 @@ def show_state(
         tracker.ensure()
         records = tracker.history(cfg.aws.export_name, period)
     if period is None:
-        records = [r for r in records if r.is_current] or [r for r in records if r.status != "completed"]
+        records = _current_view(records)
     if json_out:
         output.emit_json({"records": [r.as_dict() for r in records]})
         return
@@ -220,6 +220,21 @@ def show_state(
           (r.error_message or "")[:120]] for r in records],
         justify_right={"rows", "files"},
     ))
+
+
+def _current_view(records: list[Any]) -> list[Any]:
+    """Per period: the current version, plus the latest attempt when it is newer and did not complete."""
+    by_period: dict[tuple[str, str], list[Any]] = {}
+    for record in records:
+        by_period.setdefault((record.export_name, record.billing_period), []).append(record)
+    view = []
+    for attempts in by_period.values():
+        current = [r for r in attempts if r.is_current]
+        latest = max(attempts, key=lambda r: (r.started_at is not None, r.started_at))
+        view.extend(current)
+        if latest not in current and latest.status != "completed":
+            view.append(latest)
+    return view
 
 
 @app.command("list-exports")
