@@ -308,7 +308,21 @@ class DatabaseBackend(ABC):
             ``ok=False`` with the server's reason instead of raising, so ``backends check`` can report it.
         """
 
+    def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:  # TODO-ABSTRACT
+        """One period of an export table as a stream of Arrow record batches (``finops db copy``)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        """Column name → engine type name, in table order; empty when the table does not exist."""
+
     # -- shared helpers -------------------------------------------------------------------------------------
+    def dataset(self, default: str) -> str:
+        """The backend's own ``schema``/``dataset`` setting where set, else ``default`` (``[aws] dataset_name``)."""
+        fields = type(self.config).model_fields  # not getattr alone: pydantic models have a .schema() method
+        own = [getattr(self.config, key) for key in ("schema", "dataset") if key in fields]
+        return next((value for value in own if value), default)
+
     def quote(self, name: str) -> str:
         """Quote one identifier for this engine's dialect."""
         from core.backends.sql_names import quote_identifier

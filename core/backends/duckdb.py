@@ -373,6 +373,11 @@ class DuckDBBackend(DatabaseBackend):
                 pass
             raise
 
+    def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
+        cursor = self.connection.cursor()
+        sql = f"SELECT * FROM {self.qualified(dataset, table)} WHERE billing_period = ?"
+        return cursor.execute(sql, [billing_period]).fetch_record_batch(64 * 1024)
+
     def list_tables(self, dataset: str) -> list[ExportTable]:
         tables = self.query(
             "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? "

@@ -8,6 +8,8 @@ import os
 # opt in by setting the variable themselves.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
+from typing import Annotated  # noqa: E402
+
 import typer  # noqa: E402
 
 from core.cli import output  # noqa: E402
@@ -49,8 +51,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
 backends_app = typer.Typer(help="Which backends are installed, and whether the configured one works.", no_args_is_help=True)
+db_app = typer.Typer(help="Move data between backends.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(backends_app, name="backends")
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -114,6 +118,58 @@ def backends_check(config: ConfigOpt = None, backend: BackendOpt = None, databas
         output.stderr.print(f"[red]failed[/red] {result.backend} at {result.target}: {result.error}")
     if not result.ok:
         raise typer.Exit(4)
+
+
+COPY_HELP = """Copy export tables and their load state from one backend to another, verified.
+
+Each billing period streams from the source as Arrow batches and replaces the same period in the destination atomically, carrying its version and state; row counts and cost sums are compared afterwards. Periods already copied are skipped, so an interrupted copy resumes when run again.
+
+\b
+Examples:
+  finops db copy --from duckdb --to postgresql
+  finops db copy --from duckdb --to postgresql --export-name cur2-daily --json
+  finops db copy --from duckdb --to sql -D database_path=./old.duckdb
+"""
+
+
+@db_app.command("copy", help=COPY_HELP)
+@guarded
+def db_copy(
+    source: Annotated[str, typer.Option("--from", help="Backend to copy from (configured in config.toml/env).")],
+    destination: Annotated[str, typer.Option("--to", help="Backend to copy into.")],
+    export_name: Annotated[str | None, typer.Option("--export-name", help="Only this export.", show_default=False)] = None,
+    config: ConfigOpt = None,
+    database_config: DbConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    from core.backends.factory import canonical_name, create_backend
+    from core.copy import copy_exports
+
+    src_name, dst_name = canonical_name(source), canonical_name(destination)
+    cfg = load_config(config, backend=src_name, database_config=database_config)
+    src = create_backend(cfg.database, name=src_name)
+    dst = create_backend(cfg.database, name=dst_name)
+    report = copy_exports(
+        src, dst,
+        source_dataset=src.dataset(cfg.aws.dataset_name),
+        destination_dataset=dst.dataset(cfg.aws.dataset_name),
+        export_name=export_name or cfg.aws.export_name,
+    )
+    if json_out:
+        output.emit_json(report.to_dict())
+    else:
+        output.stdout.print(output.table(
+            f"Copy {src_name} {report.source} → {dst_name} {report.destination}",
+            ["table", "period", "version", "status", "rows", "source cost", "destination cost"],
+            [[o.table, o.billing_period, o.version_id, o.status, output.fmt_int(o.rows), output.fmt_cost(o.source_cost),
+              output.fmt_cost(o.destination_cost)] for o in report.outcomes],
+            justify_right={"rows", "source cost", "destination cost"},
+        ))
+        for o in report.outcomes:
+            if o.error:
+                output.stderr.print(f"[red]failed[/red] {o.table} {o.billing_period}: {o.error}")
+    raise typer.Exit(report.exit_code)
 
 
 def _mount_vendors() -> None:

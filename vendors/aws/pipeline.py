@@ -148,9 +148,7 @@ def scan_source(config: Config, store: ObjectStore) -> ManifestScan:
 
 def dataset_for(config: Config, backend: DatabaseBackend) -> str:
     """``[aws] dataset_name``, unless the backend's own ``schema``/``dataset`` key is set."""
-    fields = type(backend.config).model_fields  # not getattr: pydantic models have a .schema() method
-    own = [getattr(backend.config, key) for key in ("schema", "dataset") if key in fields]
-    return next((value for value in own if value), config.aws.dataset_name)
+    return backend.dataset(config.aws.dataset_name)
 
 
 def run_aws_pipeline(
