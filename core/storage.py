@@ -229,32 +229,24 @@ class S3Store(ObjectStore):
         except Exception as exc:  # noqa: BLE001 - translated at the boundary, re-raised otherwise
             raise self._translate(exc, f"listing s3://{self.bucket}/{prefix}") from exc
 
-    def read_bytes(self, key: str) -> bytes:
+    def _call(self, key: str, operation: str, **kwargs: Any) -> Any:
+        """One S3 call on ``key``, with access and network failures translated to :class:`SourceError`."""
         try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except Exception as exc:  # noqa: BLE001
+            return getattr(self._client, operation)(Bucket=self.bucket, Key=key, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary, re-raised otherwise
             translated = self._translate(exc, f"reading s3://{self.bucket}/{key}")
             if translated is exc:
                 raise
             raise translated from exc
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._call(key, "get_object")["Body"].read()
 
     def open(self, key: str) -> IO[bytes]:
-        try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except Exception as exc:  # noqa: BLE001
-            translated = self._translate(exc, f"reading s3://{self.bucket}/{key}")
-            if translated is exc:
-                raise
-            raise translated from exc
+        return self._call(key, "get_object")["Body"]
 
     def open_random(self, key: str) -> IO[bytes]:
-        try:
-            size = int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
-        except Exception as exc:  # noqa: BLE001
-            translated = self._translate(exc, f"reading s3://{self.bucket}/{key}")
-            if translated is exc:
-                raise
-            raise translated from exc
+        size = int(self._call(key, "head_object")["ContentLength"])
         return io.BufferedReader(_RangedS3Object(self._client, self.bucket, key, size), buffer_size=8 * 1024 * 1024)
 
     def uri(self, key: str) -> str:
