@@ -15,6 +15,9 @@ Why the staging table is shaped as it is:
 * The staging dataset is ``<dataset>_finops_dlt``, not the export dataset: dlt's bookkeeping tables
   (``_dlt_loads``, ``_dlt_version``, ``_dlt_pipeline_state``) stay out of the schema users query. dlt's refresh
   also keeps a ``<stage dataset>_staging`` with only ``_dlt_version`` in it.
+* The refresh relies on dlt's local state (``<data_dir>/dlt/<backend>-<table>``) or, on a machine without it,
+  on what dlt restores from the destination; so that folder is left to dlt, and only old load packages'
+  metadata is pruned.
 * JSON travels as text and is cast to the engine's JSON type by the backend's ``INSERT … SELECT``: a JSON hint on
   an Arrow string column makes dlt log a warning for every batch (and dlt's SQLAlchemy destination would encode
   the text a second time).
@@ -26,6 +29,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +129,12 @@ def _conformed(load: PeriodLoad, layout: StageLayout, on_rows: Callable[[int], N
             load.on_file_done(plan.file, rows)
 
 
+def dlt_defaults() -> None:
+    """dlt settings this tool always wants, before any dlt call (a destination factory already starts dlt's
+    anonymous telemetry): telemetry off unless the user set ``RUNTIME__DLTHUB_TELEMETRY`` themselves."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+
 def pipeline_for(
     backend_name: str, target_key: str, layout: StageLayout, table: str, data_dir: Path, destination: Any
 ) -> Any:
@@ -134,10 +144,10 @@ def pipeline_for(
     """
     import dlt
 
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    dlt_defaults()
     digest = hashlib.sha1(target_key.encode()).hexdigest()[:8]
     name = f"finops_{backend_name}_{table}_{digest}"
-    # scoped to this pipeline: the load packages (a copy of the data) are removed once loaded
+    # scoped to this pipeline: loaded files (a copy of the data) are deleted as soon as they are loaded
     os.environ.setdefault(f"{name.upper()}__LOAD__DELETE_COMPLETED_JOBS", "true")
     pipelines_dir = Path(data_dir).expanduser().resolve() / "dlt" / f"{backend_name}-{table}"
     pipelines_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +207,16 @@ def load_stage(
         except Exception as cleanup:  # noqa: BLE001 - the load's own error matters more
             log.warning("Could not discard dlt's pending load package: %s", cleanup)
         raise error from exc
+    _forget_loaded(pipeline)
     return counted[0]
+
+
+def _forget_loaded(pipeline: Any) -> None:
+    """Keep only the newest loaded package's metadata: a copy of the schema per load adds up over the years."""
+    with suppress(Exception):  # dlt's storage API is internal: best effort, never a reason to fail a load
+        storage = pipeline._get_load_storage()
+        for load_id in sorted(storage.list_loaded_packages())[:-1]:
+            storage.loaded_packages.delete_package(load_id)
 
 
 def _abort_pending(pipeline: Any) -> None:

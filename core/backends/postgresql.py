@@ -3,7 +3,7 @@
 ``psycopg2`` and ``dlt`` are imported only inside methods. A period is loaded by dlt into a staging table (Arrow
 batches → CSV → ``COPY … FROM STDIN``, see :mod:`core.backends.dlt_stage`); then one transaction creates or widens
 the export table, deletes the period, inserts it from the staging table and marks the state record completed and
-current. Readers see the old version or the new one, never both. The password is read only from
+current. Readers see the old version or the new one, never both, never neither. The password is read only from
 ``POSTGRESQL_PASSWORD`` and never appears in a message.
 """
 
@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -30,10 +30,11 @@ from core.backends.base import (
     PeriodLoad,
     PeriodSummary,
 )
+from core.backends.postgresql_client import PostgreSQLClient
 from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.readers import Boto3DataReader
 from core.backends.sql_params import qmark_to_format
-from core.errors import DestinationError, FinOpsError, LoadError, LockTimeoutError
+from core.errors import FinOpsError, LoadError
 from core.state import SqlStateManager, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +60,9 @@ class PostgreSQLBackend(DatabaseBackend):
     name = "postgresql"
     extra = "postgresql"
     dialect = "postgres"
-    capabilities: ClassVar[Capabilities] = Capabilities(native_s3_read=False, transactional_replace=True, json_type="JSONB")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        native_s3_read=False, transactional_replace=True, json_type="JSONB"
+    )
     config_model = PostgreSQLConfig
     max_identifier_length = 63
     #: seconds between two attempts to take the advisory lock
@@ -68,79 +71,33 @@ class PostgreSQLBackend(DatabaseBackend):
     def __init__(self, config: PostgreSQLConfig, *, data_dir: Path | None = None) -> None:
         super().__init__(config, data_dir=data_dir)
         self.config: PostgreSQLConfig = config
-        self._conn: Any = None
+        self.client = PostgreSQLClient(config)
 
-    # -- connections ----------------------------------------------------------------------------------------
-    def _password(self) -> str | None:
-        return self.config.password.get_secret_value() if self.config.password else None
-
-    def _scrub(self, text: str) -> str:
-        password = self._password()
-        return text.replace(password, "********") if password else text
-
-    def _open(self) -> Any:
-        import psycopg2
-
-        params: dict[str, Any] = {
-            "host": self.config.host, "port": self.config.port, "dbname": self.config.database,
-            "user": self.config.user, "sslmode": self.config.sslmode, "connect_timeout": 15,
-            "application_name": "finops", "options": "-c timezone=UTC",
-        }
-        if self._password():  # otherwise libpq still reads PGPASSWORD / ~/.pgpass
-            params["password"] = self._password()
-        try:
-            conn = psycopg2.connect(**params)
-        except psycopg2.Error as exc:
-            reason = self._scrub(str(exc).strip())
-            raise DestinationError(f"Cannot connect to {self.config.describe()}: {reason}") from None
-        conn.autocommit = True  # transactions are explicit (BEGIN … COMMIT) where we need one
-        return conn
-
-    @property
-    def connection(self) -> Any:
-        self.connect()
-        return self._conn
-
+    # -- lifecycle ------------------------------------------------------------------------------------------
     def connect(self) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._open()
+        self.client.connect()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.client.close()
 
-    def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying PostgreSQL") -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying PostgreSQL") -> list[tuple]:
         """Run one statement (``%s`` placeholders) and fetch its rows."""
-        return self._run(sql, params, what)[0]
-
-    def _run(self, sql: str, params: Sequence[Any], what: str) -> tuple[list[tuple[Any, ...]], int]:
-        """``(rows, rowcount)``; a lost connection is a DestinationError, any other failure a LoadError."""
-        import psycopg2
-
-        conn = self.connection
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, list(params) if params else None)
-                return (cursor.fetchall() if cursor.description else []), cursor.rowcount
-        except psycopg2.Error as exc:
-            reason = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            if conn.closed or isinstance(exc, psycopg2.InterfaceError):
-                raise DestinationError(f"Lost the connection to {self.config.describe()} while {what}: {reason}") from None
-            raise LoadError(f"PostgreSQL error while {what}: {reason}") from exc
+        return self.client.run(sql, params, what=what)[0]
 
     def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self.query(qmark_to_format(sql), params)
+        return self.query(qmark_to_format(sql), params, what="updating the load state")
 
     # -- backend API ----------------------------------------------------------------------------------------
     def dlt_credentials(self) -> str:
         user = quote(self.config.user, safe="")
-        password = quote(self._password() or os.environ.get("PGPASSWORD") or PLACEHOLDER_PASSWORD, safe="")
+        password = quote(self.client.password() or os.environ.get("PGPASSWORD") or PLACEHOLDER_PASSWORD, safe="")
         query = urlencode({"sslmode": self.config.sslmode, "connect_timeout": 15})
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"postgresql://{user}:{password}@{host}:{self.config.port}/{quote(self.config.database, safe='')}?{query}"
+        database = quote(self.config.database, safe="")
+        return f"postgresql://{user}:{password}@{host}:{self.config.port}/{database}?{query}"
 
     def get_dlt_destination(self) -> Any:
+        dlt_stage.dlt_defaults()
         import dlt
 
         return dlt.destinations.postgres(credentials=self.dlt_credentials())
@@ -174,6 +131,9 @@ class PostgreSQLBackend(DatabaseBackend):
         if not existing:
             body = ", ".join(f"{self.quote(self.column(n))} {TYPE_MAP[k]}" for n, k in kinds.items())
             self.query(f"CREATE TABLE {target} ({body})", what=f"creating {dataset}.{table}")
+            # every replace deletes one period: without an index that is a scan of every period ever loaded
+            index = self.quote(self.column(f"{table}_billing_period_idx"))
+            self.query(f"CREATE INDEX {index} ON {target} (billing_period)", what=f"indexing {dataset}.{table}")
             return {self.column(n): TYPE_MAP[k] for n, k in kinds.items()}
         for name, kind in kinds.items():
             if self.column(name) not in existing:
@@ -194,10 +154,12 @@ class PostgreSQLBackend(DatabaseBackend):
                 )
                 source = dlt_stage.staged_table(pipeline, layout)
                 # csv: dlt's postgres destination then loads with COPY … FROM STDIN (PostgresCsvCopyJob)
-                staged = dlt_stage.load_stage(pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}")
+                staged = dlt_stage.load_stage(
+                    pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}"
+                )
             return self._swap_in(load, layout, source, staged)
         except FinOpsError as exc:
-            exc.message = self._scrub(exc.message)
+            exc.message = self.client.scrub(exc.message)
             raise
         finally:
             if source is not None:
@@ -207,35 +169,30 @@ class PostgreSQLBackend(DatabaseBackend):
                     log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
     def _swap_in(
-        self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int
+        self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int,
     ) -> int:
         """The one transaction: DDL, DELETE, INSERT … SELECT from staging, state row; all or nothing."""
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)
-        self.query("BEGIN")
-        try:
+        with self.client.transaction():
             self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
             types = self._prepare_table(load.dataset, load.table, layout.kinds)
             self.query(f"DELETE FROM {target} WHERE billing_period = %s", [load.billing_period])
             rows = 0
-            if source is not None:
+            if source is not None and staged:  # files with a header and no rows stage nothing
                 names = ", ".join(self.quote(self.column(n)) for n in layout.columns)
                 # every value cast to the column as stored: JSON staged as text, and types that drifted
                 values = ", ".join(f"CAST({source.columns[n]} AS {types[self.column(n)]})" for n in layout.columns)
-                what = f"inserting {load.table} {load.billing_period} from the staging table"
-                rows = self._run(f"INSERT INTO {target} ({names}) SELECT {values} FROM {source.qualified}", (), what)[1]
+                insert = f"INSERT INTO {target} ({names}) SELECT {values} FROM {source.qualified}"
+                rows = self.client.run(insert, what=f"inserting {load.table} {load.billing_period} from staging")[1]
+                if rows != staged:  # dlt lost or duplicated rows: never publish that
+                    raise LoadError(f"{load.table} {load.billing_period}: {staged} rows read but {rows} staged.")
             done = load.record
             done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
             done.finished_at, done.error_message = utcnow(), None
             state.upsert(done)
             state.mark_current(done)
-            self.query("COMMIT")
-            return rows
-        except BaseException:
-            if self._conn is not None and not self._conn.closed:
-                with suppress(Exception):  # the transaction may already be aborted
-                    self._conn.cursor().execute("ROLLBACK")
-            raise
+        return rows
 
     def list_tables(self, dataset: str) -> list[ExportTable]:
         tables = self.query(
@@ -255,7 +212,6 @@ class PostgreSQLBackend(DatabaseBackend):
             result.append(ExportTable(dataset, table, periods))
         return result
 
-    # -- locking --------------------------------------------------------------------------------------------
     def advisory_key(self, name: str) -> int:
         """A signed 64-bit key for ``pg_advisory_lock``, the same on every machine for one export."""
         digest = hashlib.sha256(f"finops:{self.config.database}:{name}".encode()).digest()
@@ -263,35 +219,10 @@ class PostgreSQLBackend(DatabaseBackend):
 
     @contextmanager
     def lock(self, name: str, *, timeout: float) -> Iterator[None]:
-        """A session advisory lock on its own connection: serialises imports across machines, and the server
-        releases it by itself if this process dies."""
-        key = self.advisory_key(name)
-        conn = self._open()
-        try:
-            deadline = time.monotonic() + max(timeout, 0)
-            warned = False
-            while True:
-                with conn.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-                    if cursor.fetchone()[0]:
-                        break
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"Another import of {name!r} into {self.config.describe()} is still running "
-                        f"(PostgreSQL advisory lock {key} held; waited {timeout:.0f} s).",
-                        hint="Wait for it to finish, or raise [project] lock_timeout.",
-                    )
-                if not warned:
-                    log.warning("Another import of %r is running; waiting up to %.0f s for it", name, timeout)
-                    warned = True
-                time.sleep(self.lock_poll)
-            try:
-                yield
-            finally:
-                with conn.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-        finally:
-            conn.close()
+        """A PostgreSQL advisory lock instead of a file lock: it serialises imports of one export into this
+        database from every machine, and the server releases it by itself if the importing process dies."""
+        with self.client.advisory_lock(self.advisory_key(name), name, timeout=timeout, poll=self.lock_poll):
+            yield
 
     def check(self) -> CheckResult:
         target = self.config.describe()
@@ -300,15 +231,12 @@ class PostgreSQLBackend(DatabaseBackend):
             self.connect()
             self.query("SELECT 1")
             latency = (time.perf_counter() - started) * 1000
-            self.query("BEGIN")
-            try:
+            with self.client.transaction(commit=False):  # rolled back: the check leaves nothing behind
                 self.query("CREATE SCHEMA _finops_check", what="creating a schema")
                 self.query("CREATE TABLE _finops_check.probe (id integer)", what="creating a table")
-            finally:
-                self.query("ROLLBACK")
             version, user = self.query("SELECT current_setting('server_version'), current_user")[0]
         except FinOpsError as exc:
-            return CheckResult(ok=False, backend=self.name, target=target, error=self._scrub(exc.message))
+            return CheckResult(ok=False, backend=self.name, target=target, error=self.client.scrub(exc.message))
         return CheckResult(
             ok=True, backend=self.name, target=target, latency_ms=round(latency, 2),
             details={"version": version, "user": user, "can_create_schema": True, "can_create_table": True},

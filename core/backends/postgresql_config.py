@@ -24,7 +24,9 @@ with warnings.catch_warnings():
         database: str = Field("finops", description="Database to connect to.")
         schema: str | None = Field(None, description="Schema for the export tables (default: [aws] dataset_name).")
         user: str = Field("finops", description="Role to log in as.")
-        sslmode: str = Field("prefer", description="libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full.")
+        sslmode: str = Field(
+            "prefer", description="libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full."
+        )
         password: SecretStr | None = Field(
             None, description="Read only from POSTGRESQL_PASSWORD.",
             json_schema_extra={"env": ["POSTGRESQL_PASSWORD"], "env_only_names": True},

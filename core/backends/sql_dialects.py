@@ -6,16 +6,16 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from core.backends.sql_config import mask_url
-
 #: SQLAlchemy backend name → sqlglot dialect (identifier quoting)
 SQLGLOT_DIALECTS = {
     "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mysql", "postgresql": "postgres", "mssql": "tsql",
     "oracle": "oracle", "duckdb": "duckdb", "snowflake": "snowflake", "bigquery": "bigquery",
     "redshift": "redshift", "trino": "trino", "databricks": "databricks", "clickhouse": "clickhouse",
 }
-ANSI_TYPES = {"string": "TEXT", "double": "DOUBLE PRECISION", "bigint": "BIGINT", "boolean": "BOOLEAN",
-         "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT"}
+ANSI_TYPES = {
+    "string": "TEXT", "double": "DOUBLE PRECISION", "bigint": "BIGINT", "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT",
+}
 TYPE_MAPS: dict[str, dict[str, str]] = {
     # SQLite: REAL is an 8-byte IEEE double (full precision); no JSON type, so JSON is TEXT
     "sqlite": {**ANSI_TYPES, "double": "REAL", "bigint": "INTEGER"},
@@ -47,25 +47,10 @@ def bind_value(value: Any, dialect: str) -> Any:
     return naive.isoformat(sep=" ", timespec="microseconds") if dialect == "sqlite" else naive
 
 
-class Result:
-    def __init__(self, rows: list[Any], keys: list[str], rowcount: int) -> None:
-        self.rows = [tuple(row) for row in rows]
-        self.keys, self.rowcount = keys, rowcount
-
-
-def sqlite_explicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite would BEGIN only before DML and run DDL outside the transaction; SQLAlchemy emits BEGIN instead
-    dbapi_connection.isolation_level = None
-
-
 def parse_stamp(value: Any) -> Any:
+    """A timestamp SQLite returned as ISO text, back as an aware (UTC) datetime."""
     if isinstance(value, str):
         with suppress(ValueError):
             parsed = datetime.fromisoformat(value)
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return value
-
-
-def reason(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return mask_url(text.splitlines()[0]) if text else type(exc).__name__
