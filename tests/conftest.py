@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+# The PostgreSQL server fixture (started on first use, once per session).
+pytest_plugins = ["tests.integration.pg_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -308,9 +308,12 @@ class DatabaseBackend(ABC):
             ``ok=False`` with the server's reason instead of raising, so ``backends check`` can report it.
         """
 
-    def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:  # TODO-ABSTRACT
-        """One period of an export table as a stream of Arrow record batches (``finops db copy``)."""
-        raise NotImplementedError
+    @abstractmethod
+    def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
+        """One period of an export table as a stream of Arrow record batches (``finops db copy``).
+
+        Columns may arrive as text (the destination types them through the same path as an import).
+        """
 
     @abstractmethod
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:

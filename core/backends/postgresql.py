@@ -38,6 +38,8 @@ from core.errors import FinOpsError, LoadError
 from core.state import SqlStateManager, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
     from core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,41 @@ class PostgreSQLBackend(DatabaseBackend):
             state.upsert(done)
             state.mark_current(done)
         return rows
+
+    def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
+        """``COPY (SELECT …) TO STDOUT`` spooled to a temporary file, then read back by pyarrow's streaming CSV
+        reader: the server's fastest export path, flat memory, no Python object per row. Every column arrives
+        as text (timestamps as ISO-8601 UTC); the destination types them like any other source."""
+        import tempfile
+
+        import pyarrow.csv as pacsv
+
+        columns = self.table_columns(dataset, table)
+        parts = []
+        for name, type_name in columns.items():
+            col = self.quote(name)
+            if "timestamp" in type_name:
+                col = f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            elif type_name == "boolean":
+                col = f"{col}::text"
+            parts.append(f"{col} AS {self.quote(name)}")
+        spool = tempfile.TemporaryFile(dir=self.data_dir if self.data_dir.is_dir() else None)
+        with self.client.connection.cursor() as cursor:
+            select = cursor.mogrify(  # the driver binds the value; COPY itself takes no parameters
+                f"SELECT {', '.join(parts)} FROM {self.qualified(dataset, table)} WHERE billing_period = %s",
+                [billing_period],
+            ).decode()
+            cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER false)", spool)
+        spool.seek(0)
+        names = list(columns)
+        return pacsv.open_csv(
+            spool,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=4 * 1024 * 1024),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
 
     def list_tables(self, dataset: str) -> list[ExportTable]:
         tables = self.query(

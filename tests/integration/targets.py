@@ -13,6 +13,8 @@ class Target:
     """One database the suite imports into."""
 
     name: str
+    #: what the engine calls the type CUR 2.0 map columns are stored as
+    json_type: str = "json"
 
     def env(self) -> dict[str, str]:
         """Environment that selects and configures this backend for a ``finops`` process."""
@@ -57,3 +59,72 @@ class DuckDBTarget(Target):
             return conn.execute(sql, list(params)).fetchall()
         finally:
             conn.close()
+
+
+class PostgreSQLTarget(Target):
+    """A fresh dataset (schema) per test on the session's real PostgreSQL server."""
+
+    name = "postgresql"
+    json_type = "jsonb"
+
+    def __init__(self, server: Any, dataset: str, data_dir: Path) -> None:
+        self.server, self.dataset, self.data_dir = server, dataset, data_dir
+
+    def env(self) -> dict[str, str]:
+        return {
+            "OPEN_FINOPS_DATABASE_BACKEND": "postgresql",
+            "OPEN_FINOPS_DATABASE_POSTGRESQL_HOST": self.server.host,
+            "OPEN_FINOPS_DATABASE_POSTGRESQL_PORT": str(self.server.port),
+            "OPEN_FINOPS_DATABASE_POSTGRESQL_DATABASE": self.server.database,
+            "OPEN_FINOPS_DATABASE_POSTGRESQL_USER": self.server.user,
+            "POSTGRESQL_PASSWORD": self.server.password,
+            "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
+            "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
+        }
+
+    def table(self, name: str, dataset: str = "aws_billing") -> str:
+        return f'"{self.dataset}"."{name}"'
+
+    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
+        return super().column_types(name, self.dataset)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
+
+class SQLiteTarget(Target):
+    """The generic ``sql`` backend on a real SQLite file through SQLAlchemy; datasets are attached files."""
+
+    name = "sql"
+    json_type = "text"  # SQLite has no JSON type; its JSON functions work on text
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "db" / "finops.db"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "OPEN_FINOPS_DATABASE_BACKEND": "sql",
+            "OPEN_FINOPS_DATABASE_SQL_CREDENTIALS": f"sqlite:///{self.path}",
+            "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.path.parent / "work"),
+        }
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path)
+        try:
+            attached = self.path.with_name(f"{self.path.stem}__aws_billing{self.path.suffix}")
+            conn.execute("ATTACH DATABASE ? AS aws_billing", (str(attached),))
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
+        rows = self.query(f'SELECT name, type FROM "{dataset}".pragma_table_info(?)', (name,))
+        return {column: str(kind).lower() for column, kind in rows}
