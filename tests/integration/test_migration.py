@@ -1,0 +1,147 @@
+"""Switching backends on one config file, and ``finops db copy`` between real databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.integration.conftest import S3
+from tests.integration.targets import DuckDBTarget, PostgreSQLTarget, SQLiteTarget
+
+
+@pytest.fixture()
+def exports(s3: S3, tmp_path: Path, gen: Any) -> dict[str, Any]:
+    root, bucket = tmp_path / "bucket", s3.new_bucket()
+    v1 = gen.write_cur1_export(root, prefix="cur", export_name="legacy-cur", periods=["2024-01", "2024-02"],
+                               rows_per_period=200, parts=2, seed=3)
+    v2 = gen.write_cur2_export(root, prefix="exports", export_name="cur2-daily", periods=["2024-01", "2024-02"],
+                               rows_per_period=250, seed=4)
+    s3.upload_tree(root, bucket)
+    return {"bucket": bucket, "legacy_cur": v1, "cur2_daily": v2}
+
+
+def _config(tmp_path: Path, duck: DuckDBTarget, pg: PostgreSQLTarget, bucket: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[project]\ndata_dir = "{tmp_path / "work"}"\n'
+        f'[database]\nbackend = "duckdb"\n'
+        f'[database.duckdb]\ndatabase_path = "{duck.path}"\n'
+        f'[database.postgresql]\nhost = "{pg.server.host}"\nport = {pg.server.port}\n'
+        f'database = "{pg.server.database}"\nuser = "{pg.server.user}"\nschema = "{pg.dataset}"\n'
+        f'[aws]\nbucket = "{bucket}"\n'
+    )
+    return path
+
+
+def _same(a: dict[str, tuple[int, float]], b: dict[str, tuple[int, float]]) -> bool:
+    """Same periods, same row counts, cost sums equal to float precision."""
+    return a.keys() == b.keys() and all(
+        a[p][0] == b[p][0] and a[p][1] == pytest.approx(b[p][1], rel=1e-12, abs=1e-9) for p in a)
+
+
+def _state(target: Any, dataset_table: str) -> list[tuple[Any, ...]]:
+    return sorted(target.query(
+        f"SELECT export_name, billing_period, version_id, status, row_count, is_current FROM {dataset_table} "
+        "ORDER BY 1, 2, 3"))
+
+
+@pytest.mark.postgresql
+def test_switching_backends_by_flag_env_and_file(s3: S3, tmp_path: Path, exports: dict[str, Any],
+                                                 pg_server: Any, pg_schema: str) -> None:
+    duck = DuckDBTarget(tmp_path)
+    pg = PostgreSQLTarget(pg_server, pg_schema, tmp_path / "work")
+    config = _config(tmp_path, duck, pg, exports["bucket"])
+    env = {**s3.env(), "POSTGRESQL_PASSWORD": pg_server.password}
+
+    shown = {s["key"]: s for s in run_cli("config", "show", "--config", str(config), "--json", env=env).json()["settings"]}
+    assert shown["database.backend"]["value"] == "duckdb" and shown["database.backend"]["source"] == f"file {config}"
+
+    by_file = run_cli("aws", "import-cur", "--config", str(config), "--json", env=env)
+    assert by_file.code == 0 and by_file.json()["backend"] == "duckdb", by_file.stderr
+    by_flag = run_cli("aws", "import-cur", "--config", str(config), "--backend", "postgres", "--json", env=env)
+    assert by_flag.code == 0 and by_flag.json()["backend"] == "postgresql", by_flag.stderr
+    assert by_flag.json()["summary"]["loaded"] == 4  # a different database: its own state
+    by_env = run_cli("aws", "import-cur", "--config", str(config), "--json",
+                     env={**env, "OPEN_FINOPS_DATABASE_BACKEND": "postgresql"})
+    assert by_env.code == 0 and by_env.json()["backend"] == "postgresql"
+    assert by_env.json()["summary"]["skipped"] == 4
+    flag_beats_env = run_cli("aws", "list-exports", "--config", str(config), "--backend", "duckdb", "--json",
+                             env={**env, "OPEN_FINOPS_DATABASE_BACKEND": "postgresql"})
+    assert flag_beats_env.code == 0
+    for table in ("legacy_cur", "cur2_daily"):
+        assert _same(duck.period_totals(table), pg.period_totals(table))
+
+
+@pytest.mark.postgresql
+def test_copy_duckdb_to_postgresql_round_trip(s3: S3, tmp_path: Path, exports: dict[str, Any],
+                                              pg_server: Any, pg_schema: str) -> None:
+    duck = DuckDBTarget(tmp_path)
+    pg = PostgreSQLTarget(pg_server, pg_schema, tmp_path / "work")
+    config = _config(tmp_path, duck, pg, exports["bucket"])
+    env = {**s3.env(), "POSTGRESQL_PASSWORD": pg_server.password}
+    assert run_cli("aws", "import-cur", "--config", str(config), env=env).code == 0
+
+    copy = run_cli("db", "copy", "--from", "duckdb", "--to", "postgresql", "--config", str(config), "--json", env=env)
+    assert copy.code == 0, copy.stderr
+    report = copy.json()
+    assert report["copied"] == 4 and report["failed"] == 0
+    for table in ("legacy_cur", "cur2_daily"):
+        assert _same(pg.period_totals(table), duck.period_totals(table))
+        truth = exports[table]
+        for period, expected in truth.periods.items():
+            assert pg.period_totals(table)[period][0] == expected.rows
+    assert _state(pg, f'"{pg.dataset}"._finops_load_state') == _state(duck, "aws_billing._finops_load_state")
+    duck_types, pg_types = duck.column_types("cur2_daily"), pg.column_types("cur2_daily")
+    assert set(duck_types) == set(pg_types)
+    assert pg_types["resource_tags"] == "jsonb" and pg_types["line_item_usage_start_date"].startswith("timestamp")
+    assert pg.query(f'SELECT COUNT(*) FROM {pg.table("cur2_daily")} WHERE jsonb_exists(resource_tags, ?)', ("user_team",))[0][0] \
+        == duck.query("SELECT COUNT(*) FROM aws_billing.cur2_daily WHERE json_exists(resource_tags, '$.user_team')")[0][0]
+
+    # The PostgreSQL copy now answers the same questions: an import there finds nothing to do.
+    again = run_cli("aws", "import-cur", "--config", str(config), "--backend", "postgresql", "--json", env=env)
+    assert again.code == 0 and again.json()["summary"]["skipped"] == 4
+
+    # Resumable: a copy interrupted after some periods picks up the rest; what is there is skipped.
+    conn = pg_server.connect()
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DELETE FROM {pg.table("cur2_daily")} WHERE billing_period = %s', ("2024-02",))
+        cursor.execute(f'UPDATE "{pg.dataset}"._finops_load_state SET status = %s WHERE export_name = %s '
+                       "AND billing_period = %s", ("running", "cur2-daily", "2024-02"))
+    conn.close()
+    resumed = run_cli("db", "copy", "--from", "duckdb", "--to", "postgresql", "--config", str(config), "--json",
+                      env=env).json()
+    assert sorted((p["table"], p["billing_period"], p["status"]) for p in resumed["periods"]) == [
+        ("cur2_daily", "2024-01", "skipped"), ("cur2_daily", "2024-02", "copied"),
+        ("legacy_cur", "2024-01", "skipped"), ("legacy_cur", "2024-02", "skipped")]
+    assert _same(pg.period_totals("cur2_daily"), duck.period_totals("cur2_daily"))
+
+
+@pytest.mark.sql
+def test_copy_one_export_duckdb_to_sqlite(s3: S3, tmp_path: Path, exports: dict[str, Any]) -> None:
+    duck, lite = DuckDBTarget(tmp_path), SQLiteTarget(tmp_path)
+    env = {**s3.env(), **duck.env(), "OPEN_FINOPS_AWS_BUCKET": exports["bucket"],
+           "OPEN_FINOPS_DATABASE_SQL_CREDENTIALS": f"sqlite:///{lite.path}"}
+    assert run_cli("aws", "import-cur", env=env).code == 0
+    copy = run_cli("db", "copy", "--from", "duckdb", "--to", "sql", "--export-name", "cur2-daily", "--json", env=env)
+    assert copy.code == 0, copy.stderr
+    assert {p["table"] for p in copy.json()["periods"]} == {"cur2_daily"}
+    assert _same(lite.period_totals("cur2_daily"), duck.period_totals("cur2_daily"))
+    back = run_cli("db", "copy", "--from", "sql", "--to", "duckdb", "--json",
+                   env={**env, "OPEN_FINOPS_DATABASE_DUCKDB_DATABASE_PATH": str(tmp_path / "back.duckdb")})
+    assert back.code == 0, back.stderr
+    import duckdb
+
+    conn = duckdb.connect(str(tmp_path / "back.duckdb"), read_only=True)
+    totals = dict((p, (n, c)) for p, n, c in conn.execute(
+        "SELECT billing_period, COUNT(*), SUM(line_item_unblended_cost) FROM aws_billing.cur2_daily GROUP BY 1"
+    ).fetchall())
+    conn.close()
+    assert _same(totals, duck.period_totals("cur2_daily"))
+    missing = run_cli("db", "copy", "--from", "duckdb", "--to", "sql", "--export-name", "nope", env=env)
+    assert missing.code == 2 and "nope" in missing.stderr
+    same = run_cli("db", "copy", "--from", "duckdb", "--to", "duckdb", env=env)
+    assert same.code == 2
