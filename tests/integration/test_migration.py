@@ -145,3 +145,20 @@ def test_copy_one_export_duckdb_to_sqlite(s3: S3, tmp_path: Path, exports: dict[
     assert missing.code == 2 and "nope" in missing.stderr
     same = run_cli("db", "copy", "--from", "duckdb", "--to", "duckdb", env=env)
     assert same.code == 2
+
+
+@pytest.mark.postgresql
+def test_backends_check_reports_and_fails_with_exit_4(pg_server: Any, pg_schema: str, tmp_path: Path) -> None:
+    pg = PostgreSQLTarget(pg_server, pg_schema, tmp_path / "work")
+    ok = run_cli("backends", "check", "--json", env=pg.env())
+    assert ok.code == 0, ok.stderr
+    report = ok.json()
+    assert report["ok"] and report["backend"] == "postgresql" and report["latency_ms"] >= 0
+    closed = run_cli("backends", "check", "-D", "port=9", env=pg.env())
+    assert closed.code == 4 and "Traceback" not in closed.stderr
+    wrong = run_cli("backends", "check", "--json",
+                    env={**pg.env(), "OPEN_FINOPS_DATABASE_POSTGRESQL_USER": pg_server.secure_user,
+                         "POSTGRESQL_PASSWORD": "not-the-password"})
+    assert wrong.code == 4 and not wrong.json()["ok"] and "not-the-password" not in wrong.stdout + wrong.stderr
+    duck = run_cli("backends", "check", "--backend", "duckdb", "-D", f"database_path={tmp_path / 'c.duckdb'}", "--json")
+    assert duck.code == 0 and duck.json()["details"]["can_create_table"]

@@ -67,6 +67,9 @@ def test_real_headers_have_unique_names() -> None:
         ("identity_time_interval", "string"),
         ("product_instance_type", "string"),
         ("line_item_normalization_factor", "double"),
+        ("resource_tags_user_cost_center", "string"),
+        ("cost_category_cost_allocation", "string"),
+        ("product_from_location_rate_class", "string"),
     ],
 )
 def test_untyped_columns_are_guessed_by_name(name: str, kind: str) -> None:

@@ -63,10 +63,13 @@ def target_names(sources: Iterable[str]) -> dict[str, str]:
     return names
 
 
+_FREE_TEXT_PREFIXES = ("resource_tags_", "cost_category_", "no_tags_", "tags_", "product_")
+
+
 def guess_kind(target: str) -> ColumnKind:
     """Type of a CSV column the manifest does not type (older or hand-made manifests)."""
-    if is_identifier(target) or target.endswith(_TEXT_SUFFIXES):
-        return "string"
+    if is_identifier(target) or target.endswith(_TEXT_SUFFIXES) or target.startswith(_FREE_TEXT_PREFIXES):
+        return "string"  # tag values and product attributes are free text, whatever their key says
     if _DATE_COLUMN.search(target) and "interval" not in target:
         return "timestamp"
     if _NUMERIC_WORD.search(target):
