@@ -1,0 +1,111 @@
+"""DuckDB reads billing files itself: local paths, or ``s3://`` through httpfs with boto3's credentials.
+
+Each file becomes one ``SELECT`` that renames and types its columns inside the engine (``to_json`` for CUR 2.0
+maps), so rows never pass through Python. ``.zip`` CSV, which DuckDB cannot open, goes through the Arrow reader.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core.backends.base import DataReader, FilePlan, SourceColumn, SourceFile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from core.backends.duckdb import DuckDBBackend
+    from core.storage import ObjectStore
+
+TYPE_MAP = {
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+    "json": "JSON",
+}
+
+def duckdb_kind(type_name: str) -> str:
+    """The logical kind of a DuckDB column type as DESCRIBE prints it."""
+    upper = type_name.upper()
+    if upper.startswith(("MAP", "STRUCT")) or upper.endswith("]"):
+        return "map"
+    if upper.startswith(("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+        return "double"
+    if upper in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}:
+        return "bigint"
+    if upper == "BOOLEAN":
+        return "boolean"
+    if upper.startswith("TIMESTAMP"):
+        return "timestamp"
+    if upper == "DATE":
+        return "date"
+    return "string"
+
+
+
+class DuckDBDataReader(DataReader):
+    """DuckDB reads the files itself (local paths, or s3:// through httpfs); ``.zip`` CSV goes through Arrow."""
+
+    def __init__(self, store: ObjectStore, backend: DuckDBBackend) -> None:
+        from core.backends.readers import Boto3DataReader  # pyarrow only when data is read
+
+        super().__init__(store)
+        self.backend = backend
+        self.fallback = Boto3DataReader(store)
+        if store.scheme == "s3":
+            backend.enable_s3(store)
+
+    def native(self, plan: FilePlan) -> bool:
+        return plan.file.compression != "zip"
+
+    def _scan(self, source: SourceFile) -> tuple[str, list[Any]]:
+        uri = self.store.uri(source.key)
+        if source.format == "parquet":
+            # CUR 2.0 keys hold BILLING_PERIOD=YYYY-MM/: without this DuckDB would add it as a column.
+            return "read_parquet(?, hive_partitioning = false)", [uri]
+        compression = source.compression or "none"
+        return (
+            "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
+            "compression = ?, hive_partitioning = false)",
+            [uri, compression],
+        )
+
+    def describe(self, key: str, *, size: int = 0) -> SourceFile:
+        from core.backends.readers import sniff_format
+
+        fmt, compression = sniff_format(self.store.read_head(key, 8), key)
+        if compression == "zip":
+            return self.fallback.describe(key, size=size)
+        probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]
+        scan, params = self._scan(probe)
+        rows = self.backend.query(f"DESCRIBE SELECT * FROM {scan}", params, what=f"reading {key}")
+        columns = tuple(SourceColumn(name, duckdb_kind(type_name)) for name, type_name, *_ in rows)  # type: ignore[arg-type]
+        return SourceFile(key=key, format=fmt, compression=compression, columns=columns, size=size)  # type: ignore[arg-type]
+
+    def select_sql(self, plan: FilePlan) -> tuple[str, list[Any]]:
+        """One SELECT reading the file and typing every column as the plan says."""
+        q = self.backend.quote
+        parts, params = [], []
+        for spec in plan.columns:
+            col = q(spec.source)
+            if spec.source_kind == "map":
+                expr = f"to_json({col})"
+            elif spec.source_kind == "string" and spec.kind != "string":
+                expr = f"CAST(NULLIF(TRIM({col}), '') AS {TYPE_MAP[spec.kind]})"
+            else:
+                expr = f"CAST({col} AS {TYPE_MAP[spec.kind]})"
+            parts.append(f"{expr} AS {q(spec.target)}")
+        for name, value in plan.constants:
+            parts.append(f"CAST(? AS VARCHAR) AS {q(name)}")
+            params.append(value)
+        scan, scan_params = self._scan(plan.file)
+        return f"SELECT {', '.join(parts)} FROM {scan}", params + scan_params
+
+    def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
+        if not self.native(plan):
+            return self.fallback.batches(plan)
+        sql, params = self.select_sql(plan)
+        cursor = self.backend.connection.cursor()
+        return cursor.execute(sql, params).fetch_record_batch(64 * 1024)
