@@ -31,7 +31,7 @@ from core.backends.base import (
     file_lock,
 )
 from core.backends.duckdb_reader import TYPE_MAP, DuckDBDataReader
-from core.errors import DestinationError, LoadError
+from core.errors import ConfigError, DestinationError, LoadError
 from core.state import SqlStateManager
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,8 +162,6 @@ class DuckDBBackend(DatabaseBackend):
         if self._s3_store is store:
             return
         import duckdb
-
-        from core.errors import ConfigError
 
         path = _httpfs_path(duckdb.__version__)
         try:
@@ -319,6 +317,8 @@ class DuckDBBackend(DatabaseBackend):
             self.query("CREATE SCHEMA IF NOT EXISTS _finops_check")
             self.query("CREATE TABLE _finops_check.probe (id INTEGER)")
             self.connection.execute("ROLLBACK")
+        except ConfigError:
+            raise  # a missing or bad setting is exit 2, not an unreachable database
         except (DestinationError, LoadError) as exc:
             return CheckResult(ok=False, backend=self.name, target=target, error=exc.message)
         version = self.query("SELECT version()")[0][0]

@@ -34,7 +34,7 @@ from core.backends.postgresql_client import PostgreSQLClient
 from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.readers import Boto3DataReader
 from core.backends.sql_params import qmark_to_format
-from core.errors import FinOpsError, LoadError
+from core.errors import ConfigError, FinOpsError, LoadError
 from core.state import SqlStateManager, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -202,6 +202,7 @@ class PostgreSQLBackend(DatabaseBackend):
         as text (timestamps as ISO-8601 UTC); the destination types them like any other source."""
         import tempfile
 
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         columns = self.table_columns(dataset, table)
@@ -272,6 +273,8 @@ class PostgreSQLBackend(DatabaseBackend):
                 self.query("CREATE SCHEMA _finops_check", what="creating a schema")
                 self.query("CREATE TABLE _finops_check.probe (id integer)", what="creating a table")
             version, user = self.query("SELECT current_setting('server_version'), current_user")[0]
+        except ConfigError:
+            raise  # a missing or bad setting is exit 2, not an unreachable database
         except FinOpsError as exc:
             return CheckResult(ok=False, backend=self.name, target=target, error=self.client.scrub(exc.message))
         return CheckResult(

@@ -28,7 +28,7 @@ from core.backends.readers import Boto3DataReader
 from core.backends.sql_client import Result, SQLAlchemyClient
 from core.backends.sql_config import GenericSQLConfig
 from core.backends.sql_dialects import ANSI_TYPES, CREATE_SCHEMA, IMPLICIT_COMMIT_DDL, TYPE_MAPS, url_dialect
-from core.errors import FinOpsError, LoadError
+from core.errors import ConfigError, FinOpsError, LoadError
 from core.state import SqlStateManager, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,6 +267,8 @@ class GenericSQLBackend(DatabaseBackend):
                         self.query("CREATE SCHEMA _finops_check", what="creating a schema")
                     self.query(f"CREATE TABLE {probe} (id INTEGER)", what="creating a table")
             version = ".".join(str(p) for p in (self.client.engine.dialect.server_version_info or ()))
+        except ConfigError:
+            raise  # a missing or bad setting is exit 2, not an unreachable database
         except FinOpsError as exc:
             return CheckResult(ok=False, backend=self.name, target=target, error=exc.message)
         return CheckResult(

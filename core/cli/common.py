@@ -74,9 +74,27 @@ def load_config(
     if pairs:
         from core.backends.factory import canonical_name
 
-        selected = Config.load(config_path, overrides=overrides).database.backend
-        overrides["database"][canonical_name(selected)] = pairs
+        selected = canonical_name(Config.load(config_path, overrides=overrides).database.backend)
+        overrides["database"][selected] = _backend_pairs(selected, pairs, "--database-config")
     return Config.load(config_path, overrides=overrides)
+
+
+def _backend_pairs(backend: str, pairs: dict[str, str], flag: str) -> dict[str, str]:
+    """Refuse keys the backend does not have: a typo must not silently fall back to a default."""
+    model = type(getattr(Config.load(None, environ={}).database, backend, None))
+    known = set(getattr(model, "model_fields", {}))
+    unknown = sorted(set(pairs) - known)
+    if unknown:
+        raise ConfigError(
+            f"{flag}: {', '.join(unknown)} is not a setting of the {backend!r} backend "
+            f"(its settings: {', '.join(sorted(known))})."
+        )
+    return pairs
+
+
+def backend_overrides(backend: str, database_config: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs for one named backend (``db copy`` has a pair of flags, one per side)."""
+    return _backend_pairs(backend, parse_pairs(database_config), flag) if database_config else {}
 
 
 def guarded(func: F) -> F:
@@ -93,6 +111,9 @@ def guarded(func: F) -> F:
             if _debug["on"]:
                 output.stderr.print_exception()
             output.print_error(exc)
+            if kwargs.get("json_out"):  # scripts parsing stdout still get one JSON document
+                output.emit_json({"error": {"title": exc.title, "message": exc.message, "hint": exc.hint},
+                                  "exit_code": exc.exit_code})
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             output.stderr.print("[yellow]Interrupted.[/yellow] Nothing half-loaded is visible; rerun to continue.")

@@ -8,7 +8,7 @@ import os
 # opt in by setting the variable themselves.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
-from typing import Annotated  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -128,7 +128,8 @@ Each billing period streams from the source as Arrow batches and replaces the sa
 Examples:
   finops db copy --from duckdb --to postgresql
   finops db copy --from duckdb --to postgresql --export-name cur2-daily --json
-  finops db copy --from duckdb --to sql -D database_path=./old.duckdb
+  finops db copy --from duckdb --to sql --from-config database_path=./old.duckdb
+  finops db copy --from duckdb --to duckdb --to-config database_path=./copy.duckdb
 """
 
 
@@ -139,22 +140,41 @@ def db_copy(
     destination: Annotated[str, typer.Option("--to", help="Backend to copy into.")],
     export_name: Annotated[str | None, typer.Option("--export-name", help="Only this export.", show_default=False)] = None,
     config: ConfigOpt = None,
-    database_config: DbConfigOpt = None,
+    database_config: Annotated[
+        list[str] | None,
+        typer.Option("--from-config", "-D", metavar="KEY=VALUE",
+                     help="A setting of the --from backend, e.g. database_path=./old.duckdb (repeatable).",
+                     show_default=False),
+    ] = None,
+    to_config: Annotated[
+        list[str] | None,
+        typer.Option("--to-config", metavar="KEY=VALUE", help="A setting of the --to backend (repeatable).",
+                     show_default=False),
+    ] = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from core.backends.factory import canonical_name, create_backend
+    from core.cli.common import backend_overrides
+    from core.config import Config
     from core.copy import copy_exports
 
     src_name, dst_name = canonical_name(source), canonical_name(destination)
-    cfg = load_config(config, backend=src_name, database_config=database_config)
+    database: dict[str, Any] = {src_name: backend_overrides(src_name, database_config, "--from-config")}
+    if dst_name != src_name:
+        database[dst_name] = backend_overrides(dst_name, to_config, "--to-config")
+    cfg = Config.load(config, overrides={"database": database})
     src = create_backend(cfg.database, name=src_name)
     dst = create_backend(cfg.database, name=dst_name)
+    if dst_name == src_name and to_config:  # e.g. one DuckDB file into another
+        settings = dst.config.model_copy(update=backend_overrides(dst_name, to_config, "--to-config"))
+        dst = type(dst)(type(dst.config).model_validate(settings.model_dump()), data_dir=cfg.project.data_dir)
     report = copy_exports(
         src, dst,
         source_dataset=src.dataset(cfg.aws.dataset_name),
         destination_dataset=dst.dataset(cfg.aws.dataset_name),
         export_name=export_name or cfg.aws.export_name,
+        lock_timeout=cfg.project.lock_timeout,
     )
     if json_out:
         output.emit_json(report.to_dict())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -12,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -24,9 +27,6 @@ from rich.progress import (
 from rich.table import Table
 
 from core.errors import FinOpsError
-
-import os
-import sys
 
 # Piped output (cron logs, CI) keeps whole lines rather than Rich's 80-column default.
 _PIPE_WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or 200
@@ -66,7 +66,8 @@ def emit_json(document: Any) -> None:
 
 
 def print_error(error: FinOpsError) -> None:
-    body = error.message + (f"\n\n[bold]Try:[/bold] {error.hint}" if error.hint else "")
+    # Messages quote config keys such as [database.sql]: never let Rich read them as markup.
+    body = escape(error.message) + (f"\n\n[bold]Try:[/bold] {escape(error.hint)}" if error.hint else "")
     stderr.print(Panel(body, title=f"[bold red]{error.title}[/bold red]", title_align="left", border_style="red"))
 
 

@@ -44,7 +44,7 @@ def _same(a: dict[str, tuple[int, float]], b: dict[str, tuple[int, float]]) -> b
 
 def _state(target: Any, dataset_table: str) -> list[tuple[Any, ...]]:
     return sorted(target.query(
-        f"SELECT export_name, billing_period, version_id, status, row_count, is_current FROM {dataset_table} "
+        f"SELECT export_name, billing_period, version_id, status, row_count, file_count, is_current FROM {dataset_table} "
         "ORDER BY 1, 2, 3"))
 
 
@@ -99,6 +99,20 @@ def test_copy_duckdb_to_postgresql_round_trip(s3: S3, tmp_path: Path, exports: d
     assert pg_types["resource_tags"] == "jsonb" and pg_types["line_item_usage_start_date"].startswith("timestamp")
     assert pg.query(f'SELECT COUNT(*) FROM {pg.table("cur2_daily")} WHERE jsonb_exists(resource_tags, ?)', ("user_team",))[0][0] \
         == duck.query("SELECT COUNT(*) FROM aws_billing.cur2_daily WHERE json_exists(resource_tags, '$.user_team')")[0][0]
+
+    # And back out of PostgreSQL into a new DuckDB file, chosen with --to-config.
+    back = tmp_path / "back.duckdb"
+    out = run_cli("db", "copy", "--from", "postgresql", "--to", "duckdb", "--to-config", f"database_path={back}",
+                  "--config", str(config), "--json", env=env)
+    assert out.code == 0 and out.json()["copied"] == 4, out.stdout + out.stderr
+    returned = DuckDBTarget(tmp_path)
+    returned.path = back
+    for table in ("legacy_cur", "cur2_daily"):
+        assert _same(returned.period_totals(table), duck.period_totals(table))
+    assert returned.column_types("cur2_daily") == duck.column_types("cur2_daily")
+    typo = run_cli("db", "copy", "--from", "postgresql", "--to", "duckdb", "--to-config", "databse_path=x",
+                   "--config", str(config), "--json", env=env)
+    assert typo.code == 2 and "databse_path" in typo.json()["error"]["message"]
 
     # The PostgreSQL copy now answers the same questions: an import there finds nothing to do.
     again = run_cli("aws", "import-cur", "--config", str(config), "--backend", "postgresql", "--json", env=env)
