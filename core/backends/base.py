@@ -177,6 +177,15 @@ class StateManager(ABC):
     ) -> list[LoadRecord]:
         """Every stored row matching the filters, oldest first."""
 
+    def complete(self, record: LoadRecord, *, rows: int, files: int) -> None:
+        """Mark ``record`` completed and current; backends call it inside their replace transaction."""
+        from datetime import UTC
+
+        record.status, record.row_count, record.file_count = "completed", rows, files
+        record.finished_at, record.error_message = datetime.now(UTC), None
+        self.upsert(record)
+        self.mark_current(record)
+
 
 # --------------------------------------------------------------------------------------------------- backend
 

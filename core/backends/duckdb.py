@@ -266,13 +266,7 @@ class DuckDBBackend(DatabaseBackend):
                 rows += count
                 if load.on_file_done:
                     load.on_file_done(plan.file, count)
-            done = load.record
-            done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
-            from core.state import utcnow
-
-            done.finished_at, done.error_message = utcnow(), None
-            state.upsert(done)
-            state.mark_current(done)
+            state.complete(load.record, rows=rows, files=len(load.files))
             conn.execute("COMMIT")
             return rows
         except BaseException:

@@ -35,7 +35,7 @@ from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.readers import Boto3DataReader
 from core.backends.sql_params import qmark_to_format
 from core.errors import ConfigError, FinOpsError, LoadError
-from core.state import SqlStateManager, utcnow
+from core.state import SqlStateManager
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -189,11 +189,7 @@ class PostgreSQLBackend(DatabaseBackend):
                 rows = self.client.run(insert, what=f"inserting {load.table} {load.billing_period} from staging")[1]
                 if rows != staged:  # dlt lost or duplicated rows: never publish that
                     raise LoadError(f"{load.table} {load.billing_period}: {staged} rows read but {rows} staged.")
-            done = load.record
-            done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
-            done.finished_at, done.error_message = utcnow(), None
-            state.upsert(done)
-            state.mark_current(done)
+            state.complete(load.record, rows=rows, files=len(load.files))
         return rows
 
     def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:

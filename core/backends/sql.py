@@ -29,7 +29,7 @@ from core.backends.sql_client import Result, SQLAlchemyClient
 from core.backends.sql_config import GenericSQLConfig
 from core.backends.sql_dialects import ANSI_TYPES, CREATE_SCHEMA, IMPLICIT_COMMIT_DDL, TYPE_MAPS, url_dialect
 from core.errors import ConfigError, FinOpsError, LoadError
-from core.state import SqlStateManager, utcnow
+from core.state import SqlStateManager
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -179,11 +179,7 @@ class GenericSQLBackend(DatabaseBackend):
                 rows = self.query(insert, what=what).rowcount
                 if rows != staged:  # dlt lost or duplicated rows: never publish that
                     raise LoadError(f"{load.table} {load.billing_period}: {staged} rows read but {rows} staged.")
-            done = load.record
-            done.status, done.row_count, done.file_count = "completed", rows, len(load.files)
-            done.finished_at, done.error_message = utcnow(), None
-            state.upsert(done)
-            state.mark_current(done)
+            state.complete(load.record, rows=rows, files=len(load.files))
         return rows
 
     def _cast(self, column: str, target_type: str) -> str:
