@@ -25,14 +25,19 @@ ensure_venv() {  # $1 = extras, e.g. "all" or "dev"
   if [ ! -x "$VENV/bin/python" ]; then
     echo "finops.sh: creating $VENV" >&2
     "$(find_python)" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   fi
   stamp="$VENV/.finops-installed-$extras"
   local want
   want="$(cat "$HERE/pyproject.toml" | cksum)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "finops.sh: installing open-finops[$extras] into $VENV (first run or pyproject.toml changed)" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$HERE[$extras]" >&2
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$HERE[$extras]" \
+        >"$VENV/pip-install.log" 2>&1; then
+      cat "$VENV/pip-install.log" >&2
+      echo "finops.sh: installing open-finops[$extras] failed (log: $VENV/pip-install.log)" >&2
+      exit 2
+    fi
     echo "$want" > "$stamp"
   fi
 }
