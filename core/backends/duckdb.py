@@ -194,6 +194,9 @@ class DuckDBBackend(DatabaseBackend):
 
     # -- backend API ----------------------------------------------------------------------------------------
     def get_dlt_destination(self) -> Any:
+        from core.backends.dlt_stage import dlt_defaults
+
+        dlt_defaults()  # telemetry off unless the user opted in
         import dlt
 
         # Hand dlt our open connection when there is one: DuckDB refuses a second handle with other settings.
