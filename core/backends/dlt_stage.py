@@ -149,6 +149,8 @@ def pipeline_for(
     name = f"finops_{backend_name}_{table}_{digest}"
     # scoped to this pipeline: loaded files (a copy of the data) are deleted as soon as they are loaded
     os.environ.setdefault(f"{name.upper()}__LOAD__DELETE_COMPLETED_JOBS", "true")
+    # the staged files live seconds on local disk: gzip cost ~27 s per 1M CUR rows (benchmarks/README.md)
+    os.environ.setdefault(f"{name.upper()}__NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
     pipelines_dir = Path(data_dir).expanduser().resolve() / "dlt" / f"{backend_name}-{table}"
     pipelines_dir.mkdir(parents=True, exist_ok=True)
     return dlt.pipeline(

@@ -74,6 +74,7 @@ class PostgreSQLBackend(DatabaseBackend):
         super().__init__(config, data_dir=data_dir)
         self.config: PostgreSQLConfig = config
         self.client = PostgreSQLClient(config)
+        self._index_after_insert: tuple[str, str] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -133,9 +134,7 @@ class PostgreSQLBackend(DatabaseBackend):
         if not existing:
             body = ", ".join(f"{self.quote(self.column(n))} {TYPE_MAP[k]}" for n, k in kinds.items())
             self.query(f"CREATE TABLE {target} ({body})", what=f"creating {dataset}.{table}")
-            # every replace deletes one period: without an index that is a scan of every period ever loaded
-            index = self.quote(self.column(f"{table}_billing_period_idx"))
-            self.query(f"CREATE INDEX {index} ON {target} (billing_period)", what=f"indexing {dataset}.{table}")
+            self._index_after_insert = (dataset, table)  # built once the first period is in: 3-4 s cheaper
             return {self.column(n): TYPE_MAP[k] for n, k in kinds.items()}
         for name, kind in kinds.items():
             if self.column(name) not in existing:
@@ -189,6 +188,11 @@ class PostgreSQLBackend(DatabaseBackend):
                 rows = self.client.run(insert, what=f"inserting {load.table} {load.billing_period} from staging")[1]
                 if rows != staged:  # dlt lost or duplicated rows: never publish that
                     raise LoadError(f"{load.table} {load.billing_period}: {staged} rows read but {rows} staged.")
+            if self._index_after_insert == (load.dataset, load.table):
+                # every replace deletes one period: without an index that is a scan of every period ever loaded
+                index = self.quote(self.column(f"{load.table}_billing_period_idx"))
+                self.query(f"CREATE INDEX {index} ON {target} (billing_period)", what=f"indexing {load.table}")
+                self._index_after_insert = None
             state.complete(load.record, rows=rows, files=len(load.files))
         return rows
 

@@ -69,11 +69,19 @@ def arrow_kind(data_type: pa.DataType) -> ColumnKind | str:
     return "string"
 
 
+_NEEDS_ESCAPE = r'[\\"\x00-\x1f]'
+
+
 def _json_string(values: pa.Array) -> pa.Array:
     """Text as JSON string literals, vectorised (backslash, quote and control characters escaped)."""
     text = pc.cast(values, pa.string())
-    for char, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        text = pc.replace_substring(text, char, escaped)
+    if pc.any(pc.match_substring_regex(text, _NEEDS_ESCAPE)).as_py():  # CUR tags rarely need it: skip 5 passes
+        for char, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+            text = pc.replace_substring(text, char, escaped)
+        # any other control character (rare): the \u00XX form JSON requires
+        for code in range(0x20):
+            if chr(code) not in "\n\r\t":
+                text = pc.replace_substring(text, chr(code), f"\\u{code:04x}")
     return pc.binary_join_element_wise('"', text, '"', "")
 
 
