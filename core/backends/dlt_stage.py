@@ -29,7 +29,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +176,41 @@ def staged_table(pipeline: Any, layout: StageLayout) -> StagedTable:
         qualified=client.make_qualified_table_name(layout.table),
         columns={name: client.escape_column_name(column) for name, column in layout.columns.items()},
     )
+
+
+@contextmanager
+def staged_period(
+    backend: Any,
+    load: PeriodLoad,
+    layout: StageLayout,
+    *,
+    loader_file_format: str | None,
+    drop: Callable[[StagedTable], None],
+) -> Iterator[tuple[StagedTable | None, int]]:
+    """Stage ``load.files`` through the backend's dlt destination; yields ``(staging table, rows read)``.
+
+    The caller swaps the period in from the staging table inside the ``with``; on the way out — success or
+    failure — ``drop`` removes the staging table, and a failure to drop is logged, never raised over the load's
+    own outcome. A period with no files stages nothing: ``(None, 0)``.
+    """
+    source: StagedTable | None = None
+    try:
+        staged = 0
+        if load.files:
+            pipeline = pipeline_for(
+                backend.name, f"{backend.config.describe()}/{load.dataset}", layout, load.table, backend.data_dir,
+                backend.get_dlt_destination(),
+            )
+            source = staged_table(pipeline, layout)
+            staged = load_stage(pipeline, load, layout, loader_file_format=loader_file_format,
+                                what=f"loading {load.table}")
+        yield source, staged
+    finally:
+        if source is not None:
+            try:
+                drop(source)
+            except FinOpsError as exc:
+                log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
 
 def load_stage(

@@ -145,29 +145,17 @@ class PostgreSQLBackend(DatabaseBackend):
 
     def replace_period(self, load: PeriodLoad) -> int:
         layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
-        source: dlt_stage.StagedTable | None = None
-        staged = 0
+
+        def drop(staging: dlt_stage.StagedTable) -> None:
+            self.query(f"DROP TABLE IF EXISTS {staging.qualified}", what="dropping the staging table")
+
         try:
-            if load.files:
-                pipeline = dlt_stage.pipeline_for(
-                    self.name, f"{self.config.describe()}/{load.dataset}", layout, load.table, self.data_dir,
-                    self.get_dlt_destination(),
-                )
-                source = dlt_stage.staged_table(pipeline, layout)
-                # csv: dlt's postgres destination then loads with COPY … FROM STDIN (PostgresCsvCopyJob)
-                staged = dlt_stage.load_stage(
-                    pipeline, load, layout, loader_file_format="csv", what=f"loading {load.table}"
-                )
-            return self._swap_in(load, layout, source, staged)
+            # csv: dlt's postgres destination then loads with COPY … FROM STDIN (PostgresCsvCopyJob)
+            with dlt_stage.staged_period(self, load, layout, loader_file_format="csv", drop=drop) as (source, staged):
+                return self._swap_in(load, layout, source, staged)
         except FinOpsError as exc:
             exc.message = self.client.scrub(exc.message)
             raise
-        finally:
-            if source is not None:
-                try:
-                    self.query(f"DROP TABLE IF EXISTS {source.qualified}", what="dropping the staging table")
-                except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
-                    log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
     def _swap_in(
         self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int,

@@ -133,28 +133,17 @@ class GenericSQLBackend(DatabaseBackend):
 
     def replace_period(self, load: PeriodLoad) -> int:
         layout = dlt_stage.stage_layout(load.dataset, load.table, load.files, self.max_identifier_length)
-        source: dlt_stage.StagedTable | None = None
-        staged = 0
-        try:
-            if load.files:
-                pipeline = dlt_stage.pipeline_for(
-                    self.name, f"{self.config.describe()}/{load.dataset}", layout, load.table, self.data_dir,
-                    self.get_dlt_destination(),
-                )
-                source = dlt_stage.staged_table(pipeline, layout)
-                # parquet: dlt inserts the Arrow batches in chunks; its default (typed JSON lines) costs more per row
-                file_format = "parquet" if self.config.destination == "sqlalchemy" else None
-                staged = dlt_stage.load_stage(
-                    pipeline, load, layout, loader_file_format=file_format, what=f"loading {load.table}"
-                )
-                self.client.attach(source.dataset)
+
+        def drop(staging: dlt_stage.StagedTable) -> None:
+            if self.client.attach(staging.dataset, create=False):
+                self.query(f"DROP TABLE IF EXISTS {staging.qualified}", what="dropping the staging table")
+
+        # parquet: dlt inserts the Arrow batches in chunks; its default (typed JSON lines) costs more per row
+        file_format = "parquet" if self.config.destination == "sqlalchemy" else None
+        with dlt_stage.staged_period(self, load, layout, loader_file_format=file_format, drop=drop) as (source, staged):
+            if source is not None:
+                self.client.attach(source.dataset)  # SQLite: dlt's dataset file, seen under the same name
             return self._swap_in(load, layout, source, staged)
-        finally:
-            if source is not None and self.client.attach(source.dataset, create=False):
-                try:
-                    self.query(f"DROP TABLE IF EXISTS {source.qualified}", what="dropping the staging table")
-                except FinOpsError as exc:  # never hide the load's own outcome behind a cleanup failure
-                    log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
     def _swap_in(
         self, load: PeriodLoad, layout: dlt_stage.StageLayout, source: dlt_stage.StagedTable | None, staged: int,
