@@ -1,7 +1,7 @@
 """Loading a billing period into a staging table through a dlt destination, fed Arrow record batches.
 
-Shared by the server backends (PostgreSQL, generic SQL): dlt moves the bytes (COPY on PostgreSQL, batched
-inserts through SQLAlchemy elsewhere) into ``<stage dataset>._finops_stage_<table>``; the backend then replaces the
+Used by the generic SQL backend (any dlt destination): dlt moves the bytes (batched inserts through SQLAlchemy,
+or the destination's own bulk path) into ``<stage dataset>._finops_stage_<table>``; the backend then replaces the
 period in its own single transaction (``INSERT … SELECT`` from the staging table) and drops the staging table.
 
 Why the staging table is shaped as it is:
@@ -32,13 +32,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.backends import conform
 from core.backends.base import ColumnKind, FilePlan, PeriodLoad
 from core.errors import DestinationError, FinOpsError, LoadError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +54,6 @@ DLT_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
-def union_columns(files: Sequence[FilePlan]) -> dict[str, ColumnKind]:
-    """Every output column of the period in first-seen order, ``billing_period`` first (first kind wins)."""
-    wanted: dict[str, ColumnKind] = {"billing_period": "string"}
-    for plan in files:
-        for name, kind in plan.target_kinds().items():
-            wanted.setdefault(name, kind)
-    return wanted
-
-
-def fit_identifier(name: str, max_length: int) -> str:
-    """``name`` shortened deterministically (prefix + digest) when an engine would truncate it silently."""
-    if len(name.encode()) <= max_length:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{name.encode()[: max_length - 9].decode(errors='ignore')}_{digest}"
-
-
 @dataclass(frozen=True)
 class StageLayout:
     """Where dlt stages one period: dataset and table as dlt names them, and the positional column map."""
@@ -88,45 +69,13 @@ def stage_layout(dataset: str, table: str, files: Sequence[FilePlan], max_length
     from dlt.common.normalizers.naming.snake_case import NamingConvention
 
     naming = NamingConvention(max_length=max_length)
-    kinds = union_columns(files)
+    kinds = conform.union_columns(files)
     return StageLayout(
         dataset=naming.normalize_table_identifier(f"{dataset}{STAGE_DATASET_SUFFIX}"),
         table=naming.normalize_table_identifier(f"{STAGE_PREFIX}{table}"),
         columns={name: f"c_{index}" for index, name in enumerate(kinds)},
         kinds=kinds,
     )
-
-
-def _conformed(load: PeriodLoad, layout: StageLayout, on_rows: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
-    """Every file's batches with the period's union schema (absent columns as nulls), under positional names."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from core.backends.readers import ARROW_TYPES
-
-    schema = pa.schema([pa.field(layout.columns[n], ARROW_TYPES[k]) for n, k in layout.kinds.items()])
-    for plan in load.files:
-        rows = 0
-        reader = load.reader.batches(plan)
-        for batch in reader:
-            arrays = []
-            for name, kind in layout.kinds.items():
-                index = batch.schema.get_field_index(name)
-                if index < 0:
-                    arrays.append(pa.nulls(batch.num_rows, ARROW_TYPES[kind]))
-                    continue
-                column = batch.column(index)
-                if column.type != ARROW_TYPES[kind]:  # the same column typed differently by two files
-                    try:
-                        column = pc.cast(column, ARROW_TYPES[kind])
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                        raise LoadError(f"{plan.file.key}: column {name!r}: {exc}") from exc
-                arrays.append(column)
-            rows += batch.num_rows
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        on_rows(rows)
-        if load.on_file_done:
-            load.on_file_done(plan.file, rows)
 
 
 def dlt_defaults() -> None:
@@ -226,12 +175,15 @@ def load_stage(
 
     counted = [0]
 
-    def count(rows: int) -> None:
+    def count(plan: FilePlan, rows: int) -> None:
         counted[0] += rows
+        if load.on_file_done:
+            load.on_file_done(plan.file, rows)
 
     hints = {layout.columns[n]: {**DLT_TYPES[k], "nullable": True} for n, k in layout.kinds.items()}
+    batches = conform.period_batches(load, layout.kinds, names=layout.columns, on_file=count)
     resource = dlt.resource(
-        _conformed(load, layout, count), name=layout.table, table_name=layout.table,
+        batches, name=layout.table, table_name=layout.table,
         write_disposition="replace", columns=hints,
     )
     _abort_pending(pipeline)  # a package left by a crashed run must never be loaded now

@@ -11,10 +11,13 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.backends.postgresql_config import PostgreSQLConfig
 from core.errors import DestinationError, LoadError, LockTimeoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.postgresql_copy import CsvStream
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class PostgreSQLClient:
         return text.replace(password, "********") if password else text
 
     def open(self) -> Any:
-        """A new connection (session timezone UTC).
+        """A new connection (session timezone UTC: naive timestamps in ``COPY`` are UTC; client encoding UTF-8).
 
         Raises:
             DestinationError: refused, unknown host or database, or credentials rejected.
@@ -44,7 +47,7 @@ class PostgreSQLClient:
         params: dict[str, Any] = {
             "host": self.config.host, "port": self.config.port, "dbname": self.config.database,
             "user": self.config.user, "sslmode": self.config.sslmode, "connect_timeout": 15,
-            "application_name": "finops", "options": "-c timezone=UTC",
+            "application_name": "finops", "options": "-c timezone=UTC -c client_encoding=UTF8",
         }
         if self.password():  # otherwise libpq still reads PGPASSWORD / ~/.pgpass
             params["password"] = self.password()
@@ -84,11 +87,38 @@ class PostgreSQLClient:
                 cursor.execute(sql, list(params) if params else None)
                 return (cursor.fetchall() if cursor.description else []), cursor.rowcount
         except psycopg2.Error as exc:
-            reason = self.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            if conn.closed or isinstance(exc, psycopg2.InterfaceError):
-                lost = f"Lost the connection to {self.config.describe()} while {what}: {reason}"
-                raise DestinationError(lost) from None
-            raise LoadError(f"PostgreSQL error while {what}: {reason}") from exc
+            error = self._translate(exc, what)
+            raise error from (None if isinstance(error, DestinationError) else exc)
+
+    def copy_in(self, sql: str, stream: CsvStream, *, what: str) -> int:
+        """``COPY … FROM STDIN`` fed by ``stream``; returns the rows the server copied.
+
+        Raises:
+            FinOpsError: the stream's own failure (a corrupt file), when that is what aborted the COPY.
+            DestinationError: the connection was lost.
+            LoadError: the server rejected a value (the message names the column, from the server's context).
+        """
+        import psycopg2
+
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.copy_expert(sql, stream, size=1024 * 1024)
+                return int(cursor.rowcount)
+        except psycopg2.Error as exc:
+            if stream.error is not None:  # psycopg2 reports "error in .read() call": ours is the real reason
+                raise stream.error from None
+            error = self._translate(exc, what, getattr(getattr(exc, "diag", None), "context", None))
+            raise error from (None if isinstance(error, DestinationError) else exc)
+
+    def _translate(self, exc: Exception, what: str, context: str | None = None) -> DestinationError | LoadError:
+        import psycopg2
+
+        reason = self.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if self._conn is None or self._conn.closed or isinstance(exc, psycopg2.InterfaceError):
+            return DestinationError(f"Lost the connection to {self.config.describe()} while {what}: {reason}")
+        if context:  # e.g. "COPY cur2, line 4, column line_item_blended_cost: \"abc\"": which column
+            reason = f"{reason} ({self.scrub(context.strip().splitlines()[0])})"
+        return LoadError(f"PostgreSQL error while {what}: {reason}")
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[None]:

@@ -28,6 +28,7 @@ from core.backends.readers import Boto3DataReader
 from core.backends.sql_client import Result, SQLAlchemyClient
 from core.backends.sql_config import GenericSQLConfig
 from core.backends.sql_dialects import ANSI_TYPES, CREATE_SCHEMA, IMPLICIT_COMMIT_DDL, TYPE_MAPS, url_dialect
+from core.backends.sql_names import fit_identifier
 from core.errors import ConfigError, FinOpsError, LoadError
 from core.state import SqlStateManager
 
@@ -122,7 +123,7 @@ class GenericSQLBackend(DatabaseBackend):
     def _index(self, dataset: str, table: str) -> None:
         """An index on billing_period, so that replacing one period does not scan them all (where the syntax
         is known: SQLite names the index in the schema, PostgreSQL the table; MySQL cannot index TEXT)."""
-        name = dlt_stage.fit_identifier(f"{table}_billing_period_idx", self.max_identifier_length)
+        name = fit_identifier(f"{table}_billing_period_idx", self.max_identifier_length)
         if self.dialect == "sqlite":
             on = f"{self.qualified(dataset, name)} ON {self.quote(table)}"
         elif self.dialect == "postgres":

@@ -195,13 +195,12 @@ def test_replace_period_types_values_and_state(loader: Loader, backend: PostgreS
     [state] = loader.history("2024-01")
     assert (state.status, state.is_current, state.row_count, state.file_count) == ("completed", True, 3, 2)
     assert record.status == "completed"
-    # the staging table is gone and dlt's bookkeeping lives outside the export schema
+    # nothing but the export table and the state table, and no other schema (no staging, no dlt bookkeeping)
     tables = {t for (t,) in fetch(backend, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                                   [loader.dataset])}
     assert tables == {loader.table, "_finops_load_state"}
-    staging = {t for (t,) in fetch(backend, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                                   [f"{loader.dataset}_finops_dlt"])}
-    assert not [t for t in staging if t.startswith("_finops_stage_")]
+    schemas = fetch(backend, "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [f"{loader.dataset}%"])
+    assert schemas == [(loader.dataset,)]
 
 
 def test_json_from_parquet_maps_is_jsonb(loader: Loader, backend: PostgreSQLBackend) -> None:
@@ -282,9 +281,21 @@ def test_corrupt_file_fails_and_keeps_the_previous_version(loader: Loader, backe
     history = {r.version_id: r for r in loader.history("2024-01")}
     assert history["v1"].is_current and history["v1"].status == "completed"
     assert history["v2"].status == "running" and not history["v2"].is_current  # the pipeline then marks it failed
-    # nothing of v2 left behind, and a later load works (no stale dlt package is replayed)
+    # nothing of v2 left behind, and a later load works
     assert loader.load("2024-01", [new_good], "v3")[0] == 1
     assert period_rows(loader, "2024-01") == [("li-7", 7.0)]
+
+
+def test_failure_after_many_chunks_were_copied_rolls_back(loader: Loader) -> None:
+    """Thousands of rows of v2 have reached the server when its last file turns out corrupt: none stay."""
+    loader.load("2024-01", [write_csv_gz(loader.root, "v1.csv.gz", [line(1, "1")])], "v1")
+    big = write_csv_gz(loader.root, "v2/a.csv.gz", [line(i, "0.5") for i in range(30_000)])  # several COPY chunks
+    with pytest.raises(LoadError) as error:
+        loader.load("2024-01", [big, write_corrupt_gz(loader.root, "v2/b.csv.gz")], "v2")
+    assert "v2/b.csv.gz" in error.value.message and "corrupt" in error.value.message
+    assert period_rows(loader, "2024-01") == [("li-1", 1.0)]
+    rows, _, seen = loader.load("2024-01", [big, big], "v3")  # the same file twice: 60,000 rows, in order
+    assert rows == 60_000 and seen == [(big, 30_000), (big, 30_000)]
 
 
 def test_value_rejected_inside_the_transaction_rolls_back(loader: Loader) -> None:
@@ -296,6 +307,7 @@ def test_value_rejected_inside_the_transaction_rolls_back(loader: Loader) -> Non
     with pytest.raises(LoadError) as error:
         loader.load("2024-01", [second], "v2", {"lineItem/BlendedCost": "String"})
     assert "double precision" in error.value.message
+    assert "line_item_blended_cost" in error.value.message  # the server's context names the column
     assert period_rows(loader, "2024-01") == [("li-1", 1.0)]
     assert {r.version_id: r.is_current for r in loader.history("2024-01")} == {"v1": True, "v2": False}
 
@@ -366,7 +378,7 @@ def test_columns_empty_in_every_row_still_load(loader: Loader, backend: PostgreS
 
 
 def test_a_second_machine_loads_the_same_export(pg_server: Any, pg_schema: str, tmp_path: Path) -> None:
-    """Each machine has its own dlt working folder; the staging state lives in the server."""
+    """Two machines (two data folders) take turns loading one export: all the state lives in the server."""
     root = tmp_path / "bucket"
     key = write_csv_gz(root, "a.csv.gz", [line(1, "1"), line(2, "2")])
     for attempt, machine in enumerate(["a", "b", "a", "b"]):
@@ -444,14 +456,23 @@ def test_sample_exports_end_to_end(backend: PostgreSQLBackend, pg_schema: str, t
     assert again.to_dict()["summary"]["skipped"] == 4
 
 
-def test_loads_use_copy(loader: Loader, pg_server: Any) -> None:
+def test_loads_use_copy_into_the_table_inside_the_replace_transaction(loader: Loader, pg_server: Any) -> None:
+    loader.load("2024-01", [write_csv_gz(loader.root, "old.csv.gz", [line(1, "1")])])
     offset = pg_server.log_offset()
-    loader.load("2024-01", [write_csv_gz(loader.root, "a.csv.gz", [line(i, str(i)) for i in range(50)])])
-    log = pg_server.log_since(offset)
-    stage = f'"{loader.dataset}_finops_dlt"."_finops_stage_{loader.table}"'
-    assert f"COPY {stage}" in log and "FROM STDIN" in log
-    assert f"INSERT INTO {stage}" not in log  # no INSERT … VALUES into the staging table
-    assert f'INSERT INTO "{loader.dataset}"."{loader.table}"' in log and "SELECT CAST(" in log
+    key = write_csv_gz(loader.root, "a.csv.gz", [line(i, str(i)) for i in range(50)])
+    loader.load("2024-01", [key], "v2")
+    statements = [s.split("statement: ", 1)[1] for s in pg_server.log_since(offset).splitlines() if "statement: " in s]
+    table = f'"{loader.dataset}"."{loader.table}"'
+    begin = statements.index("BEGIN")
+    delete = next(i for i, s in enumerate(statements) if s.startswith(f"DELETE FROM {table}"))
+    copy = next(i for i, s in enumerate(statements) if s.startswith(f"COPY {table} ("))
+    complete = next(i for i, s in enumerate(statements) if "UPDATE" in s and "_finops_load_state" in s)
+    commit = statements.index("COMMIT", begin)
+    assert begin < delete < copy < complete < commit  # one transaction: readers never see a half-replaced period
+    assert statements[copy].endswith("FROM STDIN WITH (FORMAT csv)")
+    assert not [s for s in statements if s.startswith("INSERT INTO") and "_finops_load_state" not in s]  # no row inserts
+    assert not [s for s in statements if "_finops_dlt" in s or "_finops_stage_" in s]  # no staging, written once
+    assert len(period_rows(loader, "2024-01")) == 50
 
 
 def test_check_ok_and_failures(backend: PostgreSQLBackend, pg_server: Any, tmp_path: Path) -> None:
@@ -468,6 +489,39 @@ def test_check_ok_and_failures(backend: PostgreSQLBackend, pg_server: Any, tmp_p
     right = PostgreSQLBackend(pg_config(pg_server, user=pg_server.secure_user, password=SecretStr(pg_server.secure_password)))
     assert right.check().ok
     right.close()
+
+
+def test_a_role_limited_to_a_schema_the_dba_created(pg_server: Any, pg_schema: str, tmp_path: Path) -> None:
+    """No CREATE on the database, only USAGE and CREATE on a pre-created schema: check and import both work."""
+    role = f"narrow_{uuid.uuid4().hex[:8]}"
+    admin = pg_server.connect(user="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        without_schema = PostgreSQLBackend(pg_config(pg_server, user=role, schema=f"{pg_schema}_absent"))
+        result = without_schema.check()
+        without_schema.close()
+        assert not result.ok and "permission denied" in result.error
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE SCHEMA "{pg_schema}" AUTHORIZATION finops')
+            cur.execute(f'GRANT USAGE, CREATE ON SCHEMA "{pg_schema}" TO "{role}"')
+        narrow = PostgreSQLBackend(pg_config(pg_server, user=role, schema=pg_schema), data_dir=tmp_path / "data")
+        try:
+            result = narrow.check()
+            assert result.ok, result.error
+            assert result.details["schema_exists"] == pg_schema and "can_create_schema" not in result.details
+            root = tmp_path / "bucket"
+            key = write_csv_gz(root, "a.csv.gz", [line(1, "1"), line(2, "2")])
+            assert Loader(narrow, root, pg_schema).load("2024-01", [key])[0] == 2
+            assert Loader(narrow, root, pg_schema).load("2024-01", [key], "v2")[0] == 2
+        finally:
+            narrow.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')
+            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()
 
 
 def test_connection_errors_are_destination_errors(pg_server: Any) -> None:

@@ -17,6 +17,7 @@ from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.sql import GenericSQLBackend
 from core.backends.sql_config import GenericSQLConfig, mask_url
 from core.backends.sql_dialects import bind_value, url_dialect
+from core.backends.sql_names import fit_identifier
 from core.backends.sql_params import qmark_to_format, qmark_to_named
 from core.config import Config
 from core.errors import ConfigError, MissingExtraError
@@ -191,10 +192,10 @@ def test_url_dialect(url: str | None, dialect: str) -> None:
 
 def test_long_identifiers_are_shortened_deterministically() -> None:
     name = "resource_tags_user_" + "a" * 70
-    short = dlt_stage.fit_identifier(name, 63)
-    assert len(short) == 63 and short == dlt_stage.fit_identifier(name, 63)
-    assert short != dlt_stage.fit_identifier(name + "b", 63)
-    assert dlt_stage.fit_identifier("short", 63) == "short"
+    short = fit_identifier(name, 63)
+    assert len(short) == 63 and short == fit_identifier(name, 63)
+    assert short != fit_identifier(name + "b", 63)
+    assert fit_identifier("short", 63) == "short"
     assert PostgreSQLBackend(PostgreSQLConfig()).column(name) == short
 
 
