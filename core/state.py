@@ -34,6 +34,8 @@ class SqlStateManager(StateManager):
         execute: runs one statement with ``?`` placeholders and returns the fetched rows (``[]`` for DML).
         quote: the backend's identifier quoting helper.
         types: engine type names for ``text``, ``bigint``, ``timestamp`` and ``boolean``.
+        create_schema: run ``CREATE SCHEMA IF NOT EXISTS`` before creating the table, or a callable that makes
+            sure the schema exists in the engine's own way, or ``False`` (an engine without schemas).
     """
 
     def __init__(
@@ -43,7 +45,7 @@ class SqlStateManager(StateManager):
         dataset: str,
         *,
         types: dict[str, str],
-        create_schema: bool = True,
+        create_schema: bool | Callable[[str], None] = True,
     ) -> None:
         self._execute = execute
         self._quote = quote
@@ -70,7 +72,9 @@ class SqlStateManager(StateManager):
             "is_current": t["boolean"] + " NOT NULL",
         }
         body = ", ".join(f"{self._quote(name)} {decl}" for name, decl in columns.items())
-        if self._create_schema:
+        if callable(self._create_schema):
+            self._create_schema(self.dataset)
+        elif self._create_schema:
             self._execute(f"CREATE SCHEMA IF NOT EXISTS {self._quote(self.dataset)}", [])
         self._execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({body})", [])
 
