@@ -147,6 +147,12 @@ class DuckDBBackend(DatabaseBackend):
         try:
             cursor = self.connection.execute(sql, list(params))
             return cursor.fetchall() if cursor.description else []
+        except duckdb.InterruptException:  # Ctrl-C stopped the statement: the user wants to stop, not a failed period
+            raise KeyboardInterrupt from None
+        except RuntimeError as exc:  # the same, when DuckDB was waiting for Python (Arrow batches, fetch)
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
         except duckdb.IOException as exc:
             raise LoadError(f"I/O error while {what}: {exc}") from exc
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:

@@ -106,7 +106,7 @@ class PostgreSQLClient:
                 return int(cursor.rowcount)
         except psycopg2.Error as exc:
             if stream.error is not None:  # psycopg2 reports "error in .read() call": ours is the real reason
-                raise stream.error from None
+                raise stream.error from None  # (a FinOpsError from the reader, or KeyboardInterrupt)
             error = self._translate(exc, what, getattr(getattr(exc, "diag", None), "context", None))
             raise error from (None if isinstance(error, DestinationError) else exc)
 

@@ -9,6 +9,7 @@ Callbacks stay on the caller's thread: the producer posts "file finished" events
 :meth:`CsvStream.read` reports them (``on_file``) when the file's last row has been handed to the server.
 A failure in the producer (a corrupt file) is kept in :attr:`CsvStream.error` and makes ``read`` raise, which
 makes psycopg2 abort the ``COPY``; the caller then raises that error rather than the driver's wrapper of it.
+The same holds for Ctrl-C: a ``KeyboardInterrupt`` while ``read`` waits is raised as itself, not as a load error.
 """
 
 from __future__ import annotations
@@ -114,19 +115,27 @@ class CsvStream:
         self.close()
 
     def read(self, size: int = -1) -> bytes:
-        """The next chunk (of any length: psycopg2 sends what it is given), ``b""`` at the end."""
-        while not self._ended:
-            item = self._queue.get()
-            if isinstance(item, bytes):
-                return item
-            if isinstance(item, _FileDone):
-                self.rows += item.rows
-                if self._on_file:
-                    self._on_file(item.plan, item.rows)
-                continue
-            self._ended = True
-            if self.error is not None:
-                raise self.error
+        """The next chunk (of any length: psycopg2 sends what it is given), ``b""`` at the end.
+
+        Whatever it raises (the producer's error, Ctrl-C while waiting, a failing callback) is also kept in
+        :attr:`error`: psycopg2 turns an exception in ``read`` into its own "COPY from stdin failed" error.
+        """
+        try:
+            while not self._ended:
+                item = self._queue.get()
+                if isinstance(item, bytes):
+                    return item
+                if isinstance(item, _FileDone):
+                    self.rows += item.rows
+                    if self._on_file:
+                        self._on_file(item.plan, item.rows)
+                    continue
+                self._ended = True
+                if self.error is not None:
+                    raise self.error
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
         return b""
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ the exports.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from decimal import Decimal
@@ -263,3 +264,45 @@ def test_zero_file_manifest_empties_the_period(source: Source, target: Target) -
     assert [(p["billing_period"], p["status"], p["rows"]) for p in result.json()["periods"]] == [
         ("2024-01", "skipped", 400), ("2024-02", "loaded", 0)]
     assert set(target.period_totals(V2_TABLE)) == {"2024-01"}
+
+
+def test_ctrl_c_during_a_load_leaves_the_previous_version(source: Source, target: Target) -> None:
+    """SIGINT while a restated month loads: exit 130, the month as before, and the next run finishes the job."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    assert _import(source, target, "--export-name", V2).code == 0
+    restated = source.write_v2(["2024-02"], 100_000, seed=31, execution_ids={"2024-02": "exec-big"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPEN_FINOPS_", "AWS_"))}
+    env.update({**source.env(target), "NO_COLOR": "1", "COLUMNS": "200"})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--export-name", V2, "--verbose"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if "Loading cur2-daily 2024-02" in line:
+                break
+        else:
+            raise AssertionError(f"the load never started: {''.join(seen)}")
+        time.sleep(0.3)  # into the load itself (100,000 rows take seconds on every backend)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert "Interrupted" in stderr and "Traceback" not in stderr
+    _assert_matches(target, V2_TABLE, source.truth[V2], ["2024-01", "2024-02"])  # nothing of the new version
+    history = {r["version_id"]: r for r in run_cli("aws", "show-state", "--billing-period", "2024-02", "--export-name",
+                                                      V2, "--json", env=source.env(target)).json()["records"]}
+    assert not history["exec-big"]["is_current"] and history["exec-big"]["status"] in ("running", "failed")
+    # the next run marks the interrupted attempt failed and loads it
+    result = _import(source, target, "--export-name", V2)
+    assert result.code == 0, result.stderr
+    _assert_matches(target, V2_TABLE, restated, ["2024-02"])

@@ -298,6 +298,34 @@ def test_failure_after_many_chunks_were_copied_rolls_back(loader: Loader) -> Non
     assert rows == 60_000 and seen == [(big, 30_000), (big, 30_000)]
 
 
+def test_connection_lost_in_the_middle_of_copy(loader: Loader, backend: PostgreSQLBackend, pg_server: Any) -> None:
+    """The server ends the session after the first file's rows went in: exit-4 error, the old version intact."""
+    loader.load("2024-01", [write_csv_gz(loader.root, "v1.csv.gz", [line(1, "1")])], "v1")
+    first = write_csv_gz(loader.root, "v2/a.csv.gz", [line(i, "2") for i in range(20_000)])
+    second = write_csv_gz(loader.root, "v2/b.csv.gz", [line(i, "3") for i in range(20_000, 40_000)])
+    pid = backend.client.connection.get_backend_pid()
+    admin = pg_server.connect()
+    admin.autocommit = True
+
+    def kill(source: Any, rows: int) -> None:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    tracker = loader.tracker
+    record = tracker.begin(LoadRecord("aws", loader.export, "2024-01", "v2", "v1", "file://x", file_count=2))
+    with pytest.raises(DestinationError) as error:
+        backend.replace_period(PeriodLoad(
+            dataset=loader.dataset, table=loader.table, billing_period="2024-01", files=loader.plans("2024-01", [first, second]),
+            record=record, reader=backend.data_reader(LocalStore(loader.root)), on_file_done=kill,
+        ))
+    admin.close()
+    assert error.value.exit_code == 4 and "connection" in error.value.message.lower(), error.value.message
+    backend.close()  # the next statement reconnects
+    assert period_rows(loader, "2024-01") == [("li-1", 1.0)]
+    assert {r.version_id: (r.status, r.is_current) for r in loader.history("2024-01")} == {
+        "v1": ("completed", True), "v2": ("running", False)}  # the pipeline marks it failed, or the next run does
+
+
 def test_value_rejected_inside_the_transaction_rolls_back(loader: Loader) -> None:
     """The DELETE has run when the INSERT fails: the rollback must bring the old rows back."""
     header = [*HEADER, "lineItem/BlendedCost"]

@@ -88,3 +88,15 @@ def test_close_stops_a_producer_waiting_for_room() -> None:
         assert stream.read()  # the consumer stops early (COPY failed on the server, say)
     assert not stream._thread.is_alive()
     assert len(produced) < 10  # the queue bounded how far it ran ahead
+
+
+def test_an_interrupt_while_reading_is_kept_as_itself() -> None:
+    """psycopg2 wraps anything ``read`` raises in its own error; the stream keeps the original for the caller."""
+
+    def interrupted(plan: FilePlan, rows: int) -> None:
+        raise KeyboardInterrupt
+
+    with CsvStream(files(5, 5), on_file=interrupted, chunk_rows=5) as stream:
+        with pytest.raises(KeyboardInterrupt):
+            drain(stream)
+    assert isinstance(stream.error, KeyboardInterrupt)

@@ -341,7 +341,7 @@ def find_manifests(
 
     scan.manifests.sort(key=lambda m: (m.export_name, m.billing_period, m.manifest_key))
     scan.problems.sort(key=lambda p: (p.export_name, p.billing_period or "", p.manifest_key))
-    log.info("Found %d manifest(s) and %d problem(s) under %r.", len(scan.manifests), len(scan.problems), parent)
+    log.debug("Found %d manifest(s) and %d problem(s) under %r.", len(scan.manifests), len(scan.problems), parent)
     return scan
 
 

@@ -127,6 +127,13 @@ def scan_source(config: Config, store: ObjectStore) -> ManifestScan:
     Raises:
         ConfigError: an explicitly named export exists nowhere under the prefix.
     """
+    scan = _scan(config, store)
+    where = f"{store.describe()}/{config.aws.prefix}".rstrip("/")
+    log.info("Found %d manifest(s) and %d problem(s) in %s", len(scan.manifests), len(scan.problems), where)
+    return scan
+
+
+def _scan(config: Config, store: ObjectStore) -> ManifestScan:
     aws = config.aws
     filters = {"cur_version": aws.cur_version, "start": aws.start_date, "end": aws.end_date}
     scan = find_manifests(store, prefix=aws.prefix, export_name=aws.export_name, **filters)
@@ -318,6 +325,8 @@ def _load_period(
         )
     )
     progress.period_started(manifest, len(manifest.data_keys), size)
+    log.info("Loading %s %s version %s: %d file(s), %d bytes", manifest.export_name, manifest.billing_period,
+             manifest.version_id, len(manifest.data_keys), size)
     outcome = PeriodOutcome(
         manifest.export_name, manifest.billing_period, manifest.version_id, "loaded",
         table=table, files=len(manifest.data_keys), bytes=size,
