@@ -271,6 +271,11 @@ class DatabaseBackend(ABC):
     def close(self) -> None:
         """Release the connection; safe to call twice."""
 
+    def exists(self) -> bool:
+        """False when the destination certainly holds nothing yet and connecting would create it (an embedded
+        database file not written yet): a dry run then plans without creating anything. Server engines: True."""
+        return True
+
     def __enter__(self) -> DatabaseBackend:
         self.connect()
         return self

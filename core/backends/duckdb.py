@@ -220,6 +220,9 @@ class DuckDBBackend(DatabaseBackend):
     def data_reader(self, store: ObjectStore) -> DataReader:
         return DuckDBDataReader(store, self)
 
+    def exists(self) -> bool:
+        return Path(self.config.database_path).expanduser().exists()
+
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
         rows = self.query(
             "SELECT column_name, data_type FROM information_schema.columns "

@@ -68,6 +68,13 @@ class GenericSQLBackend(DatabaseBackend):
     def connect(self) -> None:
         self.client.connect()
 
+    def exists(self) -> bool:
+        """SQLite creates its file on connect; every other engine is a server."""
+        if self.dialect != "sqlite":
+            return True
+        database = self.url().database
+        return bool(database) and Path(database).expanduser().exists()
+
     def close(self) -> None:
         self.client.close()
 

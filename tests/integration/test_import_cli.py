@@ -147,9 +147,14 @@ def test_dry_run_changes_nothing(s3: S3, target: DuckDBTarget, tmp_path: Path, g
     plan = result.json()
     assert plan["dry_run"] and [p["status"] for p in plan["periods"]] == ["planned", "planned"]
     assert all(p["bytes"] > 0 and p["files"] == 1 for p in plan["periods"])
-    tables = target.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'aws_billing'") \
-        if target.path.exists() else []
-    assert tables == []
+    assert not target.path.exists()  # not even an empty database file
+    # and on an existing database, nothing is written either
+    assert run_cli("aws", "import-cur", "--json", "--end-date", "2024-01", env=_env(s3, target, bucket)).code == 0
+    before = target.path.read_bytes()
+    again = run_cli("aws", "import-cur", "--dry-run", "--json", env=_env(s3, target, bucket))
+    assert again.code == 0, again.stderr
+    assert {p["billing_period"]: p["status"] for p in again.json()["periods"]} == {"2024-01": "skipped", "2024-02": "planned"}
+    assert target.path.read_bytes() == before
 
 
 def test_source_dir_reads_a_local_copy_without_s3(target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:

@@ -202,8 +202,7 @@ def run_aws_pipeline(
 
     for export_name, manifests in by_export.items():
         if dry_run:
-            with backend:
-                report.outcomes.extend(_plan_only(backend, dataset, export_name, manifests, config.aws.reset, store))
+            report.outcomes.extend(_plan_only(backend, dataset, export_name, manifests, config.aws.reset, store))
             continue
         # Lock first, then connect: an embedded engine admits one writer, and a waiting import must not hold it.
         with backend.lock(export_name, timeout=config.project.lock_timeout), backend:
@@ -235,7 +234,10 @@ def _plan_only(
     store: ObjectStore,
 ) -> list[PeriodOutcome]:
     tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)
-    current = _current_or_empty(tracker, export_name)
+    current: dict[str, LoadRecord] = {}  # a database file not created yet holds nothing: never create it here
+    if backend.exists():
+        with backend:
+            current = _current_or_empty(tracker, export_name)
     table = table_name_for_export(export_name, backend.max_identifier_length)
     outcomes = []
     for manifest in manifests:
