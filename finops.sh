@@ -45,9 +45,12 @@ ensure_venv() {  # $1 = extras, e.g. "all" or "dev"
 if [ "${1:-}" = "test" ]; then
   shift
   ensure_venv dev
-  # PostgreSQL binaries for the conformance suite's real server (started by the tests themselves).
+  # Server binaries for the conformance suite's real servers (started by the tests themselves).
   if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "finops.sh: PostgreSQL server binaries (initdb) not found; install the 'postgresql' package." >&2
+  fi
+  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    echo "finops.sh: MariaDB server binaries (mariadbd) not found; install the 'mariadb-server' package." >&2
   fi
   cd "$HERE"
   exec "$VENV/bin/python" -m pytest "$@"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-# The PostgreSQL server fixture (started on first use, once per session).
-pytest_plugins = ["tests.integration.pg_server"]
+# The PostgreSQL and MariaDB server fixtures (each started on first use, once per session).
+pytest_plugins = ["tests.integration.pg_server", "tests.integration.maria_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -27,7 +27,14 @@ from core.backends.base import (
 from core.backends.readers import Boto3DataReader
 from core.backends.sql_client import Result, SQLAlchemyClient
 from core.backends.sql_config import GenericSQLConfig
-from core.backends.sql_dialects import ANSI_TYPES, CREATE_SCHEMA, IMPLICIT_COMMIT_DDL, TYPE_MAPS, url_dialect
+from core.backends.sql_dialects import (
+    ANSI_TYPES,
+    CREATE_SCHEMA,
+    IMPLICIT_COMMIT_DDL,
+    JSON_TEXT_NEEDS_CAST,
+    TYPE_MAPS,
+    url_dialect,
+)
 from core.backends.sql_names import fit_identifier
 from core.errors import ConfigError, FinOpsError, LoadError
 from core.state import SqlStateManager
@@ -180,10 +187,11 @@ class GenericSQLBackend(DatabaseBackend):
         return rows
 
     def _cast(self, column: str, target_type: str) -> str:
-        """JSON arrives as text; engines with a JSON type that does not take text implicitly get a CAST."""
-        if self.dialect == "sqlite" or "JSON" not in target_type.upper():
-            return column
-        return f"CAST({column} AS {target_type})"
+        """JSON arrives as text. PostgreSQL's ``jsonb`` takes text only through a cast; MySQL parses text into
+        its ``JSON`` type by itself, and MariaDB's ``JSON`` is ``LONGTEXT`` (it has no ``CAST(… AS JSON)``)."""
+        if self.dialect in JSON_TEXT_NEEDS_CAST and "JSON" in target_type.upper():
+            return f"CAST({column} AS {target_type})"
+        return column
 
     def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
         """A server-side cursor read in chunks, each chunk turned column by column into an Arrow batch (no dict

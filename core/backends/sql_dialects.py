@@ -25,6 +25,8 @@ TYPE_MAPS: dict[str, dict[str, str]] = {
     "tsql": {**ANSI_TYPES, "string": "NVARCHAR(MAX)", "double": "FLOAT", "boolean": "BIT",
              "timestamp": "DATETIMEOFFSET", "json": "NVARCHAR(MAX)"},
 }
+#: engines whose JSON column refuses text in INSERT … SELECT without an explicit CAST
+JSON_TEXT_NEEDS_CAST = {"postgres"}
 #: engines whose DDL commits the open transaction implicitly
 IMPLICIT_COMMIT_DDL = {"mysql", "oracle"}
 #: engines that understand CREATE SCHEMA IF NOT EXISTS (SQLite attaches a file instead)

@@ -128,3 +128,39 @@ class SQLiteTarget(Target):
     def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
         rows = self.query(f'SELECT name, type FROM "{dataset}".pragma_table_info(?)', (name,))
         return {column: str(kind).lower() for column, kind in rows}
+
+
+class MariaDBTarget(Target):
+    """The generic ``sql`` backend on the session's real MariaDB server (PyMySQL); a fresh database per test.
+
+    MariaDB's ``JSON`` is an alias of ``LONGTEXT`` with a ``json_valid`` check, so that is the type reported.
+    """
+
+    name = "mariadb"
+    json_type = "longtext"
+
+    def __init__(self, server: Any, dataset: str, data_dir: Path) -> None:
+        self.server, self.dataset, self.data_dir = server, dataset, data_dir
+
+    def env(self) -> dict[str, str]:
+        return {
+            "OPEN_FINOPS_DATABASE_BACKEND": "sql",
+            "OPEN_FINOPS_DATABASE_SQL_CREDENTIALS": self.server.url(),
+            "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
+            "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
+        }
+
+    def table(self, name: str, dataset: str = "aws_billing") -> str:
+        return f"`{self.dataset}`.`{name}`"
+
+    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
+        return super().column_types(name, self.dataset)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params or None)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.integration.conftest import S3
-from tests.integration.targets import DuckDBTarget, PostgreSQLTarget, SQLiteTarget, Target
+from tests.integration.targets import DuckDBTarget, MariaDBTarget, PostgreSQLTarget, SQLiteTarget, Target
 
 V1, V2 = "legacy-cur", "cur2-daily"
 V1_TABLE, V2_TABLE = "legacy_cur", "cur2_daily"
@@ -29,6 +29,7 @@ BACKENDS = [
     pytest.param("duckdb", marks=pytest.mark.duckdb),
     pytest.param("postgresql", marks=pytest.mark.postgresql),
     pytest.param("sql", marks=pytest.mark.sql),
+    pytest.param("mariadb", marks=pytest.mark.sql),
 ]
 
 
@@ -39,6 +40,9 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
         return PostgreSQLTarget(server, request.getfixturevalue("pg_schema"), tmp_path / "work")
     if request.param == "sql":
         return SQLiteTarget(tmp_path)
+    if request.param == "mariadb":
+        server = request.getfixturevalue("maria_server")
+        return MariaDBTarget(server, request.getfixturevalue("maria_dataset"), tmp_path / "work")
     return DuckDBTarget(tmp_path)
 
 
@@ -108,7 +112,7 @@ def test_import_v1_and_v2_match_the_source(source: Source, target: Target) -> No
     assert not any("/" in column or ":" in column for column in types)
     assert "char" in types["bill_payer_account_id"] or "text" in types["bill_payer_account_id"]
     assert any(word in types["line_item_unblended_cost"] for word in ("double", "float", "real"))  # 8-byte IEEE
-    assert "timestamp" in types["line_item_usage_start_date"]
+    assert any(word in types["line_item_usage_start_date"] for word in ("timestamp", "datetime"))  # MySQL: DATETIME
     # account ids keep their leading zeros
     ids = {row[0] for row in target.query(f"SELECT DISTINCT line_item_usage_account_id FROM {target.table(V1_TABLE)}")}
     assert any(str(i).startswith("0") for i in ids) and all(len(str(i)) == 12 for i in ids)
