@@ -14,7 +14,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +37,8 @@ ColumnKind = Literal["string", "double", "bigint", "boolean", "timestamp", "date
 FileFormat = Literal["csv", "parquet"]
 
 STATE_TABLE = "_finops_load_state"
+#: the cost column summed per period by ``list_tables`` (and verified by ``finops db copy``)
+COST_COLUMN = "line_item_unblended_cost"
 
 
 class BackendConfig(BaseModel):
@@ -348,6 +350,17 @@ class DatabaseBackend(ABC):
 
     def qualified(self, dataset: str, table: str) -> str:
         return f"{self.quote(dataset)}.{self.quote(table)}"
+
+    def summarise(self, dataset: str, table: str, fetch: Callable[[str], Sequence[Sequence[Any]]]) -> ExportTable:
+        """One export table's rows and ``SUM(line_item_unblended_cost)`` per period, for ``list_tables``;
+        ``fetch`` runs a statement on the backend's connection and returns its rows."""
+        cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in self.table_columns(dataset, table) else "NULL"
+        rows = fetch(
+            f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
+            "GROUP BY billing_period ORDER BY billing_period"
+        )
+        periods = [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows]
+        return ExportTable(dataset, table, periods)
 
     def lock_key(self) -> str:
         """Identifies the destination for the cross-process lock (no secrets)."""

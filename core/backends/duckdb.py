@@ -27,7 +27,6 @@ from core.backends.base import (
     ExportTable,
     FilePlan,
     PeriodLoad,
-    PeriodSummary,
     file_lock,
 )
 from core.backends.duckdb_reader import TYPE_MAP, DuckDBDataReader
@@ -42,7 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-COST_COLUMN = "line_item_unblended_cost"
 
 
 class DuckDBConfig(BackendConfig):
@@ -299,18 +297,7 @@ class DuckDBBackend(DatabaseBackend):
             "AND table_name <> ? ORDER BY table_name",
             [dataset, "billing_period", STATE_TABLE],
         )
-        result = []
-        for (table,) in tables:
-            columns = self.table_columns(dataset, table)
-            cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in columns else "NULL"
-            rows = self.query(
-                f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
-                "GROUP BY billing_period ORDER BY billing_period"
-            )
-            result.append(
-                ExportTable(dataset, table, [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows])
-            )
-        return result
+        return [self.summarise(dataset, table, self.query) for (table,) in tables]
 
     def check(self) -> CheckResult:
         target = self.config.describe()

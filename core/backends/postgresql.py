@@ -32,7 +32,6 @@ from core.backends.base import (
     ExportTable,
     FilePlan,
     PeriodLoad,
-    PeriodSummary,
 )
 from core.backends.postgresql_client import PostgreSQLClient
 from core.backends.postgresql_config import PostgreSQLConfig
@@ -59,7 +58,6 @@ TYPE_MAP = {
     "date": "date",
     "json": "jsonb",
 }
-COST_COLUMN = "line_item_unblended_cost"
 #: dlt's credentials need a password even where the server trusts us; used only when none is configured
 PLACEHOLDER_PASSWORD = "unused-by-trust-auth"
 
@@ -240,17 +238,7 @@ class PostgreSQLBackend(DatabaseBackend):
             "AND table_name <> %s ORDER BY table_name",
             [dataset, "billing_period", STATE_TABLE],
         )
-        result = []
-        for (table,) in tables:
-            columns = self.table_columns(dataset, table)
-            cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in columns else "NULL"
-            rows = self.query(
-                f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
-                "GROUP BY billing_period ORDER BY billing_period"
-            )
-            periods = [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows]
-            result.append(ExportTable(dataset, table, periods))
-        return result
+        return [self.summarise(dataset, table, self.query) for (table,) in tables]
 
     def advisory_key(self, name: str) -> int:
         """A signed 64-bit key for ``pg_advisory_lock``, the same on every machine for one export."""

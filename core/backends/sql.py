@@ -22,7 +22,6 @@ from core.backends.base import (
     DataReader,
     ExportTable,
     PeriodLoad,
-    PeriodSummary,
 )
 from core.backends.readers import Boto3DataReader
 from core.backends.sql_client import Result, SQLAlchemyClient
@@ -44,7 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-COST_COLUMN = "line_item_unblended_cost"
 
 
 class GenericSQLBackend(DatabaseBackend):
@@ -235,19 +233,9 @@ class GenericSQLBackend(DatabaseBackend):
     def list_tables(self, dataset: str) -> list[ExportTable]:
         if not self.client.attach(dataset, create=False):
             return []
-        result = []
-        for table in sorted(self.client.inspect(lambda inspector: inspector.get_table_names(schema=dataset))):
-            columns = self.table_columns(dataset, table)
-            if table == STATE_TABLE or "billing_period" not in columns:
-                continue
-            cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in columns else "NULL"
-            rows = self.query(
-                f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
-                "GROUP BY billing_period ORDER BY billing_period"
-            ).rows
-            periods = [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows]
-            result.append(ExportTable(dataset, table, periods))
-        return result
+        names = sorted(self.client.inspect(lambda inspector: inspector.get_table_names(schema=dataset)))
+        tables = [t for t in names if t != STATE_TABLE and "billing_period" in self.table_columns(dataset, t)]
+        return [self.summarise(dataset, table, lambda sql: self.query(sql).rows) for table in tables]
 
     def check(self) -> CheckResult:
         target = self.config.describe()

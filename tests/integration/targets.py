@@ -61,14 +61,37 @@ class DuckDBTarget(Target):
             conn.close()
 
 
-class PostgreSQLTarget(Target):
-    """A fresh dataset (schema) per test on the session's real PostgreSQL server."""
+class ServerTarget(Target):
+    """A fresh dataset per test on a real server of the session; DB-API driver with ``%s`` placeholders."""
 
-    name = "postgresql"
-    json_type = "jsonb"
+    #: the engine's identifier quote character
+    quote_char = '"'
 
     def __init__(self, server: Any, dataset: str, data_dir: Path) -> None:
         self.server, self.dataset, self.data_dir = server, dataset, data_dir
+
+    def table(self, name: str, dataset: str = "aws_billing") -> str:
+        q = self.quote_char
+        return f"{q}{self.dataset}{q}.{q}{name}{q}"
+
+    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
+        return super().column_types(name, self.dataset)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params or None)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
+
+class PostgreSQLTarget(ServerTarget):
+    """The session's real PostgreSQL server; the dataset is a schema."""
+
+    name = "postgresql"
+    json_type = "jsonb"
 
     def env(self) -> dict[str, str]:
         return {
@@ -81,21 +104,6 @@ class PostgreSQLTarget(Target):
             "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
             "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
         }
-
-    def table(self, name: str, dataset: str = "aws_billing") -> str:
-        return f'"{self.dataset}"."{name}"'
-
-    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
-        return super().column_types(name, self.dataset)
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.server.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql.replace("?", "%s"), params)
-                return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            conn.close()
 
 
 class SQLiteTarget(Target):
@@ -130,17 +138,15 @@ class SQLiteTarget(Target):
         return {column: str(kind).lower() for column, kind in rows}
 
 
-class MariaDBTarget(Target):
-    """The generic ``sql`` backend on the session's real MariaDB server (PyMySQL); a fresh database per test.
+class MariaDBTarget(ServerTarget):
+    """The generic ``sql`` backend on the session's real MariaDB server (PyMySQL); the dataset is a database.
 
     MariaDB's ``JSON`` is an alias of ``LONGTEXT`` with a ``json_valid`` check, so that is the type reported.
     """
 
     name = "mariadb"
     json_type = "longtext"
-
-    def __init__(self, server: Any, dataset: str, data_dir: Path) -> None:
-        self.server, self.dataset, self.data_dir = server, dataset, data_dir
+    quote_char = "`"
 
     def env(self) -> dict[str, str]:
         return {
@@ -149,18 +155,3 @@ class MariaDBTarget(Target):
             "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
             "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
         }
-
-    def table(self, name: str, dataset: str = "aws_billing") -> str:
-        return f"`{self.dataset}`.`{name}`"
-
-    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
-        return super().column_types(name, self.dataset)
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = self.server.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql.replace("?", "%s"), params or None)
-                return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            conn.close()
