@@ -317,8 +317,11 @@ class DatabaseBackend(ABC):
         """Export tables in ``dataset`` with per-period row counts and cost sums (state table excluded)."""
 
     @abstractmethod
-    def check(self) -> CheckResult:
+    def check(self, dataset: str | None = None) -> CheckResult:
         """Connect, prove we may create a schema and a table, and measure a round trip.
+
+        ``dataset`` is where an import would write (``backends check`` passes it): an engine where a role may
+        hold rights on one existing schema only (PostgreSQL) probes that schema; the others may ignore it.
 
         Returns:
             ``ok=False`` with the server's reason instead of raising, so ``backends check`` can report it.

@@ -299,7 +299,7 @@ class DuckDBBackend(DatabaseBackend):
         )
         return [self.summarise(dataset, table, self.query) for (table,) in tables]
 
-    def check(self) -> CheckResult:
+    def check(self, dataset: str | None = None) -> CheckResult:
         target = self.config.describe()
         try:
             started = time.perf_counter()

@@ -252,17 +252,17 @@ class PostgreSQLBackend(DatabaseBackend):
         with self.client.advisory_lock(self.advisory_key(name), name, timeout=timeout, poll=self.lock_poll):
             yield
 
-    def check(self) -> CheckResult:
+    def check(self, dataset: str | None = None) -> CheckResult:
         target = self.config.describe()
         try:
             started = time.perf_counter()
             self.connect()
             self.query("SELECT 1")
             latency = (time.perf_counter() - started) * 1000
-            schema = self.config.schema
+            schema = dataset or self.config.schema
             existing = bool(schema and self.query("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]))
             with self.client.transaction(commit=False):  # rolled back: the check leaves nothing behind
-                if existing:  # a schema the DBA created: only a table in it is needed
+                if existing:  # the import's schema exists (a DBA may have created it): a table in it is all we need
                     probe = self.qualified(schema, "_finops_check_probe")  # type: ignore[arg-type]
                     self.query(f"CREATE TABLE {probe} (id integer)", what=f"creating a table in {schema}")
                 else:

@@ -237,7 +237,7 @@ class GenericSQLBackend(DatabaseBackend):
         tables = [t for t in names if t != STATE_TABLE and "billing_period" in self.table_columns(dataset, t)]
         return [self.summarise(dataset, table, lambda sql: self.query(sql).rows) for table in tables]
 
-    def check(self) -> CheckResult:
+    def check(self, dataset: str | None = None) -> CheckResult:
         target = self.config.describe()
         schemas = self.dialect in CREATE_SCHEMA
         probe = self.qualified("_finops_check", "probe") if schemas else self.quote("_finops_check_probe")

@@ -109,7 +109,8 @@ def backends_check(config: ConfigOpt = None, backend: BackendOpt = None, databas
     from core.backends.factory import create_backend
 
     cfg = load_config(config, backend=backend, database_config=database_config)
-    result = create_backend(cfg.database).check()
+    target = create_backend(cfg.database)
+    result = target.check(target.dataset(cfg.aws.dataset_name))
     if json_out:
         output.emit_json(result.__dict__)
     elif result.ok:

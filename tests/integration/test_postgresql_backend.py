@@ -28,6 +28,7 @@ from core.backends.postgresql_config import PostgreSQLConfig
 from core.errors import DestinationError, LoadError, LockTimeoutError
 from core.state import LoadStateTracker, SqlStateManager
 from core.storage import LocalStore
+from tests.conftest import run_cli
 from vendors.aws.columns import column_specs
 
 pytestmark = pytest.mark.postgresql
@@ -543,6 +544,13 @@ def test_a_role_limited_to_a_schema_the_dba_created(pg_server: Any, pg_schema: s
             key = write_csv_gz(root, "a.csv.gz", [line(1, "1"), line(2, "2")])
             assert Loader(narrow, root, pg_schema).load("2024-01", [key])[0] == 2
             assert Loader(narrow, root, pg_schema).load("2024-01", [key], "v2")[0] == 2
+            # the CLI probes the schema an import would use, here [aws] dataset_name with no `schema` key
+            env = {"OPEN_FINOPS_DATABASE_POSTGRESQL_HOST": pg_server.host, "OPEN_FINOPS_AWS_DATASET_NAME": pg_schema,
+                   "OPEN_FINOPS_DATABASE_POSTGRESQL_PORT": str(pg_server.port), "OPEN_FINOPS_DATABASE_POSTGRESQL_USER": role,
+                   "OPEN_FINOPS_DATABASE_POSTGRESQL_DATABASE": pg_server.database}
+            checked = run_cli("backends", "check", "--backend", "postgresql", "--json", env=env, cwd=tmp_path)
+            assert checked.code == 0, checked.stderr
+            assert checked.json()["details"]["schema_exists"] == pg_schema
         finally:
             narrow.close()
     finally:
