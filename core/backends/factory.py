@@ -39,7 +39,7 @@ REGISTRY: dict[str, BackendSpec] = {
     ),
     "postgresql": BackendSpec(
         "postgresql", "core.backends.postgresql:PostgreSQLBackend", "postgresql", ("psycopg2", "dlt"),
-        "PostgreSQL server (loads with COPY through dlt)",
+        "PostgreSQL server (Arrow batches streamed into COPY)",
     ),
     "sql": BackendSpec(
         "sql", "core.backends.sql:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
