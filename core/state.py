@@ -34,8 +34,7 @@ class SqlStateManager(StateManager):
         execute: runs one statement with ``?`` placeholders and returns the fetched rows (``[]`` for DML).
         quote: the backend's identifier quoting helper.
         types: engine type names for ``text``, ``bigint``, ``timestamp`` and ``boolean``.
-        create_schema: run ``CREATE SCHEMA IF NOT EXISTS`` before creating the table, or a callable that makes
-            sure the schema exists in the engine's own way, or ``False`` (an engine without schemas).
+        ensure_schema: the backend's own way of making sure ``dataset`` exists (``DatabaseBackend.ensure_schema``).
     """
 
     def __init__(
@@ -45,13 +44,13 @@ class SqlStateManager(StateManager):
         dataset: str,
         *,
         types: dict[str, str],
-        create_schema: bool | Callable[[str], None] = True,
+        ensure_schema: Callable[[str], None],
     ) -> None:
         self._execute = execute
         self._quote = quote
         self.dataset = dataset
         self._types = types
-        self._create_schema = create_schema
+        self._ensure_schema = ensure_schema
         self.table = f"{quote(dataset)}.{quote(STATE_TABLE)}"
 
     def ensure(self) -> None:
@@ -72,10 +71,7 @@ class SqlStateManager(StateManager):
             "is_current": t["boolean"] + " NOT NULL",
         }
         body = ", ".join(f"{self._quote(name)} {decl}" for name, decl in columns.items())
-        if callable(self._create_schema):
-            self._create_schema(self.dataset)
-        elif self._create_schema:
-            self._execute(f"CREATE SCHEMA IF NOT EXISTS {self._quote(self.dataset)}", [])
+        self._ensure_schema(self.dataset)
         self._execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({body})", [])
 
     def _where_key(self) -> str:

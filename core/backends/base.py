@@ -295,6 +295,10 @@ class DatabaseBackend(ABC):
         """The load-state store living in ``dataset``."""
 
     @abstractmethod
+    def ensure_schema(self, dataset: str) -> None:
+        """Make sure ``dataset`` exists (a schema, a database, an attached file: whatever the engine calls it)."""
+
+    @abstractmethod
     def data_reader(self, store: ObjectStore) -> DataReader:
         """The best reader this engine has for ``store`` (native S3 where it can, Arrow streaming otherwise)."""
 

@@ -213,7 +213,11 @@ class DuckDBBackend(DatabaseBackend):
             self.quote,
             dataset,
             types={"text": "VARCHAR", "bigint": "BIGINT", "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN"},
+            ensure_schema=self.ensure_schema,
         )
+
+    def ensure_schema(self, dataset: str) -> None:
+        self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(dataset)}")
 
     def data_reader(self, store: ObjectStore) -> DataReader:
         return DuckDBDataReader(store, self)
@@ -254,7 +258,7 @@ class DuckDBBackend(DatabaseBackend):
         state = self.state_manager(load.dataset)
         conn.execute("BEGIN TRANSACTION")
         try:
-            self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
+            self.ensure_schema(load.dataset)
             self._prepare_table(load.dataset, load.table, load.files)
             self.query(f"DELETE FROM {target} WHERE billing_period = ?", [load.billing_period])
             rows = 0

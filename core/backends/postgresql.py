@@ -113,7 +113,7 @@ class PostgreSQLBackend(DatabaseBackend):
         return SqlStateManager(
             self._execute, self.quote, dataset,
             types={"text": "text", "bigint": "bigint", "timestamp": "timestamptz", "boolean": "boolean"},
-            create_schema=self.ensure_schema,
+            ensure_schema=self.ensure_schema,
         )
 
     def ensure_schema(self, dataset: str) -> None:

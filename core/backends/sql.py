@@ -102,8 +102,15 @@ class GenericSQLBackend(DatabaseBackend):
         types = {"text": self.types["string"], "bigint": self.types["bigint"],
                  "timestamp": self.types["timestamp"], "boolean": self.types["boolean"]}
         return SqlStateManager(
-            self.client.execute_qmark, self.quote, dataset, types=types, create_schema=self.dialect in CREATE_SCHEMA
+            self.client.execute_qmark, self.quote, dataset, types=types, ensure_schema=self.ensure_schema
         )
+
+    def ensure_schema(self, dataset: str) -> None:
+        """A schema where the engine has them; SQLite attaches the dataset's own file instead."""
+        if self.dialect in CREATE_SCHEMA:
+            self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(dataset)}")
+        else:
+            self.client.attach(dataset)
 
     def data_reader(self, store: Any) -> DataReader:
         return Boto3DataReader(store)
@@ -164,8 +171,7 @@ class GenericSQLBackend(DatabaseBackend):
         """The one transaction: DDL (where the engine allows), DELETE, INSERT … SELECT, state row."""
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)
-        if self.dialect in CREATE_SCHEMA:
-            self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(load.dataset)}")
+        self.ensure_schema(load.dataset)
         if self.dialect in IMPLICIT_COMMIT_DDL:  # DDL would commit our transaction halfway: do it first
             types = self._prepare_table(load.dataset, load.table, layout.kinds)
         with self.client.transaction():
