@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -98,12 +99,16 @@ class GenericSQLBackend(DatabaseBackend):
         return Destination.from_reference(self.config.destination, credentials=credentials)
 
     def state_manager(self, dataset: str) -> SqlStateManager:
-        self.client.attach(dataset)
+        """Connects on its first statement, not here. SQLite: the dataset's file is attached when it exists;
+        only ``ensure()`` (through :meth:`ensure_schema`) creates it, so reading the state never creates files."""
+
+        def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            self.client.attach(dataset, create=False)
+            return self.client.execute_qmark(sql, params)
+
         types = {"text": self.types["string"], "bigint": self.types["bigint"],
                  "timestamp": self.types["timestamp"], "boolean": self.types["boolean"]}
-        return SqlStateManager(
-            self.client.execute_qmark, self.quote, dataset, types=types, ensure_schema=self.ensure_schema
-        )
+        return SqlStateManager(execute, self.quote, dataset, types=types, ensure_schema=self.ensure_schema)
 
     def ensure_schema(self, dataset: str) -> None:
         """A schema where the engine has them; SQLite attaches the dataset's own file instead."""

@@ -340,3 +340,23 @@ def test_unreachable_server_is_a_destination_error(pg_server: Any) -> None:
         backend.connect()
     assert error.value.exit_code == 4 and "Wr0ng-Secret" not in error.value.message
     assert "password authentication failed" in error.value.message
+
+
+def test_dry_run_on_sqlite_creates_no_file(tmp_path: Path) -> None:
+    """Neither the database file nor a dataset's attached file appears before the first real import."""
+    from tests.conftest import run_cli
+
+    db = tmp_path / "db" / "finops.db"
+    env = {"OPEN_FINOPS_DATABASE_BACKEND": "sql", "OPEN_FINOPS_DATABASE_SQL_CREDENTIALS": f"sqlite:///{db}",
+           "OPEN_FINOPS_PROJECT_DATA_DIR": str(tmp_path / "work"), "OPEN_FINOPS_AWS_SOURCE_DIR": str(SAMPLES)}
+    plan = run_cli("aws", "import-cur", "--dry-run", "--json", env=env, cwd=tmp_path)
+    assert plan.code == 0, plan.stderr
+    assert {p["status"] for p in plan.json()["periods"]} == {"planned"}
+    assert not db.exists() and not db.parent.exists()
+    assert run_cli("aws", "import-cur", "--json", env=env, cwd=tmp_path).code == 0
+    before = sorted(p.name for p in db.parent.iterdir())
+    other = run_cli("aws", "import-cur", "--dry-run", "--json", env={**env, "OPEN_FINOPS_AWS_DATASET_NAME": "other"},
+                    cwd=tmp_path)
+    assert other.code == 0, other.stderr
+    assert {p["status"] for p in other.json()["periods"]} == {"planned"}
+    assert sorted(p.name for p in db.parent.iterdir()) == before  # no finops__other.db

@@ -233,7 +233,7 @@ def _plan_only(
     reset: bool,
     store: ObjectStore,
 ) -> list[PeriodOutcome]:
-    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)
+    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)  # connects on first use only
     current: dict[str, LoadRecord] = {}  # a database file not created yet holds nothing: never create it here
     if backend.exists():
         with backend:
