@@ -212,8 +212,11 @@ class S3Store(ObjectStore):
             return SourceError(f"Cannot reach the S3 endpoint while {what}: {exc}")
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _ACCESS_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _ACCESS_CODES or status == 403:
                 return SourceError(f"S3 refused access to s3://{self.bucket} while {what}: {code or exc}")
+            if code in ("NoSuchKey", "NotFound", "404") or status == 404:  # as LocalStore: the file is missing
+                return FileNotFoundError(f"s3://{self.bucket}: no such object while {what}")
         from botocore.exceptions import BotoCoreError
 
         if isinstance(exc, BotoCoreError):
@@ -242,12 +245,16 @@ class S3Store(ObjectStore):
     def read_bytes(self, key: str) -> bytes:
         return self._call(key, "get_object")["Body"].read()
 
+    def read_head(self, key: str, size: int = 8) -> bytes:
+        """One ranged GET of ``size`` bytes (not a HEAD plus a buffer-sized read)."""
+        return self._call(key, "get_object", Range=f"bytes=0-{size - 1}")["Body"].read()
+
     def open(self, key: str) -> IO[bytes]:
         return self._call(key, "get_object")["Body"]
 
     def open_random(self, key: str) -> IO[bytes]:
         size = int(self._call(key, "head_object")["ContentLength"])
-        return io.BufferedReader(_RangedS3Object(self._client, self.bucket, key, size), buffer_size=8 * 1024 * 1024)
+        return io.BufferedReader(_RangedS3Object(self, key, size), buffer_size=8 * 1024 * 1024)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key.lstrip('/')}"
@@ -271,8 +278,8 @@ class S3Store(ObjectStore):
 class _RangedS3Object(io.RawIOBase):
     """A seekable S3 object: each read is one ranged GET (buffered by the caller)."""
 
-    def __init__(self, client: Any, bucket: str, key: str, size: int) -> None:
-        self._client, self._bucket, self._key, self._size, self._pos = client, bucket, key, size, 0
+    def __init__(self, store: S3Store, key: str, size: int) -> None:
+        self._store, self._key, self._size, self._pos = store, key, size, 0
 
     def readable(self) -> bool:
         return True
@@ -292,8 +299,11 @@ class _RangedS3Object(io.RawIOBase):
         if self._pos >= self._size:
             return 0
         end = min(self._pos + len(buffer), self._size) - 1
-        body = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end}")["Body"]
-        data = body.read()
+        response = self._store._call(self._key, "get_object", Range=f"bytes={self._pos}-{end}")  # errors translated
+        try:
+            data = response["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - a stream cut mid-body (ResponseStreamingError): translated
+            raise self._store._translate(exc, f"reading s3://{self._store.bucket}/{self._key}") from exc
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)

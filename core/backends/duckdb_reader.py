@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.backends.base import DataReader, FilePlan, SourceColumn, SourceFile
+from core.errors import LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -75,7 +76,11 @@ class DuckDBDataReader(DataReader):
     def describe(self, key: str, *, size: int = 0) -> SourceFile:
         from core.backends.readers import sniff_format
 
-        fmt, compression = sniff_format(self.store.read_head(key, 8), key)
+        try:
+            head = self.store.read_head(key, 8)
+        except OSError as exc:  # a file the manifest names but the source lacks: this period fails, not the run
+            raise LoadError(f"{key} is unreadable: {exc}") from exc
+        fmt, compression = sniff_format(head, key)
         if compression == "zip":
             return self.fallback.describe(key, size=size)
         probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]

@@ -235,6 +235,27 @@ def test_corrupt_file_fails_its_period_and_keeps_the_previous_version(source: So
     _assert_matches(target, V2_TABLE, fixed, ["2024-02"])
 
 
+def test_missing_data_file_fails_its_period_only(source: Source, target: Target) -> None:
+    """The manifest names a file S3 does not have: that month fails and keeps its previous version; the run goes on."""
+    assert _import(source, target).code == 0
+    gone = source.write_v2(["2024-02"], 200, files_per_period=2, seed=17, execution_ids={"2024-02": "exec-gone"})
+    march = source.write_v2(["2024-03"], 90, seed=18)
+    missing = gone.periods["2024-02"].data_keys[-1]
+    source.s3.delete_prefix(source.bucket, missing)
+    result = _import(source, target)
+    assert result.code == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Unexpected" not in result.stderr
+    periods = {(p["export_name"], p["billing_period"]): p for p in result.json()["periods"]}
+    assert periods[(V2, "2024-02")]["status"] == "failed"
+    assert missing.rsplit("/", 1)[-1] in periods[(V2, "2024-02")]["error"]
+    assert periods[(V2, "2024-03")]["status"] == "loaded"
+    _assert_matches(target, V2_TABLE, source.truth[V2], ["2024-01", "2024-02"])
+    _assert_matches(target, V2_TABLE, march, ["2024-03"])
+    history = {r["version_id"]: r for r in run_cli("aws", "show-state", "--billing-period", "2024-02", "--export-name",
+                                                      V2, "--json", env=source.env(target)).json()["records"]}
+    assert history["exec-gone"]["status"] == "failed" and not history["exec-gone"]["is_current"]
+
+
 def test_json_outputs_parse(source: Source, target: Target) -> None:
     env = source.env(target)
     assert _import(source, target).code == 0
