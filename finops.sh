@@ -57,5 +57,5 @@ if [ "${1:-}" = "test" ]; then
 fi
 
 ensure_venv all
-cd "$HERE"
+# no cd: relative paths (--config, --source-dir, ./config.toml, ./data) are the caller's, as with ./finops
 exec "$VENV/bin/python" "$HERE/finops" "$@"

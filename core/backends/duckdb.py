@@ -29,6 +29,7 @@ from core.backends.base import (
     PeriodLoad,
     file_lock,
 )
+from core.backends.conform import union_columns
 from core.backends.duckdb_reader import TYPE_MAP, DuckDBDataReader
 from core.errors import ConfigError, DestinationError, LoadError
 from core.state import SqlStateManager
@@ -235,10 +236,7 @@ class DuckDBBackend(DatabaseBackend):
 
     def _prepare_table(self, dataset: str, table: str, files: Sequence[FilePlan]) -> None:
         """Create the export table, or add the columns this version brings (drift)."""
-        wanted: dict[str, str] = {"billing_period": "string"}
-        for plan in files:
-            for name, kind in plan.target_kinds().items():
-                wanted.setdefault(name, kind)
+        wanted = union_columns(files)
         target = self.qualified(dataset, table)
         existing = self.table_columns(dataset, table)
         if not existing:
@@ -256,7 +254,7 @@ class DuckDBBackend(DatabaseBackend):
         conn = self.connection
         target = self.qualified(load.dataset, load.table)
         state = self.state_manager(load.dataset)
-        conn.execute("BEGIN TRANSACTION")
+        self.query("BEGIN TRANSACTION", what="starting a transaction")
         try:
             self.ensure_schema(load.dataset)
             self._prepare_table(load.dataset, load.table, load.files)
@@ -281,7 +279,7 @@ class DuckDBBackend(DatabaseBackend):
                 if load.on_file_done:
                     load.on_file_done(plan.file, count)
             state.complete(load.record, rows=rows, files=len(load.files))
-            conn.execute("COMMIT")
+            self.query("COMMIT", what=f"committing {load.table} {load.billing_period}")
             return rows
         except BaseException:
             try:

@@ -36,7 +36,6 @@ from core.backends.base import (
 from core.backends.postgresql_client import PostgreSQLClient
 from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.postgresql_copy import CsvStream
-from core.backends.readers import Boto3DataReader
 from core.backends.sql_names import fit_identifier
 from core.backends.sql_params import qmark_to_format
 from core.errors import ConfigError, FinOpsError, LoadError
@@ -124,6 +123,8 @@ class PostgreSQLBackend(DatabaseBackend):
             self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(dataset)}", what=f"creating the schema {dataset}")
 
     def data_reader(self, store: ObjectStore) -> DataReader:
+        from core.backends.readers import Boto3DataReader  # pyarrow: only when data is read
+
         return Boto3DataReader(store)
 
     def column(self, name: str) -> str:

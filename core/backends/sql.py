@@ -24,7 +24,6 @@ from core.backends.base import (
     ExportTable,
     PeriodLoad,
 )
-from core.backends.readers import Boto3DataReader
 from core.backends.sql_client import Result, SQLAlchemyClient
 from core.backends.sql_config import GenericSQLConfig
 from core.backends.sql_dialects import (
@@ -118,6 +117,8 @@ class GenericSQLBackend(DatabaseBackend):
             self.client.attach(dataset)
 
     def data_reader(self, store: Any) -> DataReader:
+        from core.backends.readers import Boto3DataReader  # pyarrow: only when data is read
+
         return Boto3DataReader(store)
 
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from core.backends.sql_config import GenericSQLConfig, mask_url
 from core.backends.sql_dialects import TIMESTAMP_COLUMNS, bind_value, parse_stamp
@@ -140,11 +140,17 @@ class SQLAlchemyClient:
             if not self.in_transaction:
                 with suppress(Exception):
                     conn.rollback()
-            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-                lost = f"Lost the connection to {self.config.describe()} while {what}: {self.reason(exc)}"
-                raise DestinationError(lost) from None
-            raise LoadError(f"Database error while {what}: {self.reason(exc)}") from exc
+            self._raise(exc, what)
         return Result(rows, keys, result.rowcount)
+
+    def _raise(self, exc: Exception, what: str) -> NoReturn:
+        """A driver error as ours: a lost connection is a DestinationError, anything else a LoadError."""
+        import sqlalchemy as sa
+
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            lost = f"Lost the connection to {self.config.describe()} while {what}: {self.reason(exc)}"
+            raise DestinationError(lost) from None
+        raise LoadError(f"Database error while {what}: {self.reason(exc)}") from exc
 
     def execute_qmark(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """:class:`~core.state.SqlStateManager`'s execute: ``?`` binds, timestamps as the engine stores them."""
@@ -159,14 +165,22 @@ class SQLAlchemyClient:
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[None]:
         """Our own transaction: every statement inside commits (or rolls back) together."""
+        import sqlalchemy as sa
+
         conn = self.connection
-        if conn.in_transaction():  # an implicit read transaction would make begin() fail
-            conn.commit()
-        conn.begin()
+        try:
+            if conn.in_transaction():  # an implicit read transaction would make begin() fail
+                conn.commit()
+            conn.begin()
+        except sa.exc.SQLAlchemyError as exc:
+            self._raise(exc, "starting a transaction")
         self.in_transaction = True
         try:
             yield
-            conn.commit() if commit else conn.rollback()
+            try:
+                conn.commit() if commit else conn.rollback()
+            except sa.exc.SQLAlchemyError as exc:  # e.g. "database is locked", a lost connection
+                self._raise(exc, "committing")
         except BaseException:
             with suppress(Exception):
                 conn.rollback()

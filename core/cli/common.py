@@ -6,7 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -97,6 +97,17 @@ def backend_overrides(backend: str, database_config: list[str] | None, flag: str
     return _backend_pairs(backend, parse_pairs(database_config), flag) if database_config else {}
 
 
+def _json_error(exc: FinOpsError, code: int, kwargs: dict[str, Any]) -> None:
+    if kwargs.get("json_out"):  # scripts parsing stdout still get one JSON document
+        output.emit_json({"error": {"title": exc.title, "message": exc.message, "hint": exc.hint}, "exit_code": code})
+
+
+def _fail(exc: FinOpsError, code: int, kwargs: dict[str, Any]) -> NoReturn:
+    output.print_error(exc)
+    _json_error(exc, code, kwargs)
+    raise typer.Exit(code) from None
+
+
 def guarded(func: F) -> F:
     """Turn library errors into one message on stderr and the contract's exit code."""
 
@@ -110,20 +121,16 @@ def guarded(func: F) -> F:
         except FinOpsError as exc:
             if _debug["on"]:
                 output.stderr.print_exception()
-            output.print_error(exc)
-            if kwargs.get("json_out"):  # scripts parsing stdout still get one JSON document
-                output.emit_json({"error": {"title": exc.title, "message": exc.message, "hint": exc.hint},
-                                  "exit_code": exc.exit_code})
-            raise typer.Exit(exc.exit_code) from None
+            _fail(exc, exc.exit_code, kwargs)
         except KeyboardInterrupt:
             output.stderr.print("[yellow]Interrupted.[/yellow] Nothing half-loaded is visible; rerun to continue.")
+            _json_error(FinOpsError("Interrupted.", hint="Rerun to continue."), 130, kwargs)
             raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback without --debug
             if _debug["on"]:
                 raise
-            output.print_error(
-                FinOpsError(f"Unexpected error: {type(exc).__name__}: {exc}", hint="Run again with --debug for the traceback.")
-            )
-            raise typer.Exit(1) from None
+            error = FinOpsError(f"Unexpected error: {type(exc).__name__}: {exc}",
+                                hint="Run again with --debug for the traceback.")
+            _fail(error, 1, kwargs)
 
     return wrapper  # type: ignore[return-value]
