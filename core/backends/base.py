@@ -355,6 +355,13 @@ class DatabaseBackend(ABC):
 
         return quote_identifier(name, self.dialect)
 
+    def column(self, name: str) -> str:
+        """Our column name as stored: shortened stably (prefix + digest) past ``max_identifier_length``, where
+        a server would otherwise cut it silently (PostgreSQL) or refuse it (MySQL). DuckDB keeps names whole."""
+        from core.backends.sql_names import fit_identifier
+
+        return fit_identifier(name, self.max_identifier_length)
+
     def qualified(self, dataset: str, table: str) -> str:
         return f"{self.quote(dataset)}.{self.quote(table)}"
 

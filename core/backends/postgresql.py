@@ -36,7 +36,6 @@ from core.backends.base import (
 from core.backends.postgresql_client import PostgreSQLClient
 from core.backends.postgresql_config import PostgreSQLConfig
 from core.backends.postgresql_copy import CsvStream
-from core.backends.sql_names import fit_identifier
 from core.backends.sql_params import qmark_to_format
 from core.errors import ConfigError, FinOpsError, LoadError
 from core.state import SqlStateManager
@@ -126,10 +125,6 @@ class PostgreSQLBackend(DatabaseBackend):
         from core.backends.readers import Boto3DataReader  # pyarrow: only when data is read
 
         return Boto3DataReader(store)
-
-    def column(self, name: str) -> str:
-        """Our column name as stored: PostgreSQL would cut a name over 63 bytes silently, we shorten it stably."""
-        return fit_identifier(name, self.max_identifier_length)
 
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
         rows = self.query(

@@ -130,19 +130,19 @@ class GenericSQLBackend(DatabaseBackend):
         return self.client.inspect(read)
 
     def _prepare_table(self, dataset: str, table: str, kinds: dict[str, str]) -> dict[str, str]:
-        """Create the export table or add this version's new columns; returns column → type as stored."""
+        """Create the export table or add this version's new columns; returns stored column → type."""
         target = self.qualified(dataset, table)
         existing = self.table_columns(dataset, table)
         if not existing:
-            body = ", ".join(f"{self.quote(n)} {self.types[k]}" for n, k in kinds.items())
+            body = ", ".join(f"{self.quote(self.column(n))} {self.types[k]}" for n, k in kinds.items())
             self.query(f"CREATE TABLE {target} ({body})", what=f"creating {dataset}.{table}")
             self._index(dataset, table)
-            return {n: self.types[k] for n, k in kinds.items()}
+            return {self.column(n): self.types[k] for n, k in kinds.items()}
         for name, kind in kinds.items():
-            if name not in existing:
+            if self.column(name) not in existing:
                 log.info("%s.%s: new column %s %s", dataset, table, name, self.types[kind])
-                self.query(f"ALTER TABLE {target} ADD COLUMN {self.quote(name)} {self.types[kind]}")
-                existing[name] = self.types[kind]
+                self.query(f"ALTER TABLE {target} ADD COLUMN {self.quote(self.column(name))} {self.types[kind]}")
+                existing[self.column(name)] = self.types[kind]
         return existing
 
     def _index(self, dataset: str, table: str) -> None:
@@ -186,8 +186,8 @@ class GenericSQLBackend(DatabaseBackend):
             self.query(f"DELETE FROM {target} WHERE billing_period = :period", {"period": load.billing_period})
             rows = 0
             if source is not None and staged:  # files with a header and no rows stage nothing
-                names = ", ".join(self.quote(n) for n in layout.columns)
-                values = ", ".join(self._cast(source.columns[n], types[n]) for n in layout.columns)
+                names = ", ".join(self.quote(self.column(n)) for n in layout.columns)
+                values = ", ".join(self._cast(source.columns[n], types[self.column(n)]) for n in layout.columns)
                 what = f"inserting {load.table} {load.billing_period} from the staging table"
                 insert = f"INSERT INTO {target} ({names}) SELECT {values} FROM {source.qualified}"
                 rows = self.query(insert, what=what).rowcount

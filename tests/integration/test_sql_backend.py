@@ -333,6 +333,26 @@ def test_same_code_path_on_postgresql(pg_server: Any, pg_schema: str, tmp_path: 
         backend.close()
 
 
+def test_long_column_names_on_a_server_engine(pg_server: Any, pg_schema: str, tmp_path: Path) -> None:
+    """A tag column past the server's 63-byte limit: shortened stably, so the second load finds it again
+    (PostgreSQL would cut it silently and the next ALTER TABLE would fail; MySQL would refuse it)."""
+    url = f"postgresql+psycopg2://{pg_server.user}:{pg_server.password}@{pg_server.host}:{pg_server.port}/{pg_server.database}"
+    backend = GenericSQLBackend(GenericSQLConfig(credentials=SecretStr(url)), data_dir=tmp_path / "data")
+    root = tmp_path / "bucket"
+    long_name = "resourceTags/user:" + "k" * 60 + "Owner"
+    key = write_csv_gz(root, "a.csv.gz", [[*line(1, "1"), "team-a"]], [*HEADER, long_name])
+    loader = Loader(backend, root, pg_schema)
+    try:
+        assert loader.load("2024-01", [key])[0] == 1
+        assert loader.load("2024-02", [key])[0] == 1  # the same column, found again
+        columns = [c for c in backend.table_columns(pg_schema, "cur_test") if c.startswith("resource_tags")]
+        assert len(columns) == 1 and len(columns[0]) <= 63
+        rows = backend.query(f'SELECT "{columns[0]}" FROM "{pg_schema}".cur_test ORDER BY billing_period').rows
+        assert rows == [("team-a",), ("team-a",)]
+    finally:
+        backend.close()
+
+
 def test_unreachable_server_is_a_destination_error(pg_server: Any) -> None:
     url = f"postgresql+psycopg2://{pg_server.secure_user}:Wr0ng-Secret@{pg_server.host}:{pg_server.port}/{pg_server.database}"
     backend = GenericSQLBackend(GenericSQLConfig(credentials=SecretStr(url)))
