@@ -157,6 +157,22 @@ def test_dry_run_changes_nothing(s3: S3, target: DuckDBTarget, tmp_path: Path, g
     assert target.path.read_bytes() == before
 
 
+def test_looking_commands_create_nothing(target: DuckDBTarget) -> None:
+    """list-manifests and show-state only read: no database file appears, and they answer from an empty state."""
+    env = {**target.env(), "OPEN_FINOPS_AWS_SOURCE_DIR": str(ROOT / "examples" / "sample-exports")}
+    listed = run_cli("aws", "list-manifests", "--json", env=env)
+    assert listed.code == 0, listed.stderr
+    assert len(listed.json()["manifests"]) == 4 and not any(m["loaded"] for m in listed.json()["manifests"])
+    shown = run_cli("aws", "show-state", "--json", env=env)
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["records"] == []
+    assert not target.path.exists()
+    assert run_cli("aws", "import-cur", "--json", env=env).code == 0
+    listed = run_cli("aws", "list-manifests", "--json", env=env)
+    assert all(m["loaded"] for m in listed.json()["manifests"])
+    assert len(run_cli("aws", "show-state", "--json", env=env).json()["records"]) == 4
+
+
 def test_source_dir_reads_a_local_copy_without_s3(target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:
     root = tmp_path / "copy"
     truth = gen.write_cur1_export(root, prefix="cur", export_name="local", periods=["2024-03"], rows_per_period=80)

@@ -142,22 +142,15 @@ def list_manifests(
 ) -> None:
     """What the source holds: period, version id, file count, and whether that version is loaded."""
     from core.backends.factory import create_backend
-    from core.state import LoadStateTracker
-    from vendors.aws.pipeline import VENDOR, dataset_for, open_store, scan_source
+    from vendors.aws.pipeline import dataset_for, open_store, read_state, scan_source
 
     cfg = load_config(config, backend=backend, database_config=database_config,
                       aws=_aws(bucket, prefix, export_name, cur_version, source_dir, start_date, end_date))
     store = open_store(cfg.aws)
     scan = scan_source(cfg, store)
     db = create_backend(cfg.database)
-    loaded: dict[tuple[str, str], str] = {}
-    with db:
-        tracker = LoadStateTracker(db.state_manager(dataset_for(cfg, db)), vendor=VENDOR)
-        for name in {m.export_name for m in scan.manifests}:
-            try:
-                loaded.update({(name, p): r.version_id for p, r in tracker.current(name).items() if r.status == "completed"})
-            except Exception:  # noqa: BLE001 - no state table yet means nothing is loaded
-                pass
+    loaded = {(r.export_name, r.billing_period): r.version_id for r in read_state(db, dataset_for(cfg, db))
+              if r.is_current and r.status == "completed"}
     items = [
         {"export_name": m.export_name, "cur_version": m.cur_version, "billing_period": m.billing_period,
          "version_id": m.version_id, "files": len(m.data_keys), "manifest_key": m.manifest_key,
@@ -198,8 +191,7 @@ def show_state(
     from core.backends.factory import create_backend
     from core.config import normalise_period
     from core.errors import ConfigError
-    from core.state import LoadStateTracker
-    from vendors.aws.pipeline import VENDOR, dataset_for
+    from vendors.aws.pipeline import dataset_for, read_state
 
     try:
         period = normalise_period(billing_period)
@@ -207,10 +199,7 @@ def show_state(
         raise ConfigError(str(exc)) from None
     cfg = load_config(config, backend=backend, database_config=database_config, aws=_aws(export_name=export_name))
     db = create_backend(cfg.database)
-    with db:
-        tracker = LoadStateTracker(db.state_manager(dataset_for(cfg, db)), vendor=VENDOR)
-        tracker.ensure()
-        records = tracker.history(cfg.aws.export_name, period)
+    records = read_state(db, dataset_for(cfg, db), cfg.aws.export_name, period)
     if period is None:
         records = _current_view(records)
     if json_out:

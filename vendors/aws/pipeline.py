@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from core.backends.base import FilePlan, LoadRecord, PeriodLoad, SourceFile
 from core.backends.sql_names import table_name_for_export
-from core.errors import ConfigError, DestinationError, FinOpsError, SourceError
+from core.errors import ConfigError, DestinationError, FinOpsError, LoadError, SourceError
 from core.state import LoadStateTracker
 from core.storage import LocalStore, ObjectStore, S3Store
 from vendors.aws.columns import column_specs
@@ -233,11 +233,8 @@ def _plan_only(
     reset: bool,
     store: ObjectStore,
 ) -> list[PeriodOutcome]:
-    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)  # connects on first use only
-    current: dict[str, LoadRecord] = {}  # a database file not created yet holds nothing: never create it here
-    if backend.exists():
-        with backend:
-            current = _current_or_empty(tracker, export_name)
+    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)
+    current = {r.billing_period: r for r in read_state(backend, dataset, export_name) if r.is_current}
     table = table_name_for_export(export_name, backend.max_identifier_length)
     outcomes = []
     for manifest in manifests:
@@ -254,11 +251,24 @@ def _plan_only(
     return outcomes
 
 
-def _current_or_empty(tracker: LoadStateTracker, export_name: str) -> dict[str, LoadRecord]:
-    try:
-        return tracker.current(export_name)
-    except FinOpsError:
-        return {}  # no state table yet: nothing is loaded
+def read_state(
+    backend: DatabaseBackend, dataset: str, export_name: str | None = None, billing_period: str | None = None
+) -> list[LoadRecord]:
+    """The load history as stored, for commands that only look (dry run, ``list-manifests``, ``show-state``).
+
+    Creates nothing: no database file (an embedded engine's that does not exist yet), no schema, no state table.
+
+    Raises:
+        DestinationError: the database is unreachable (a missing state table just means nothing is loaded).
+    """
+    if not backend.exists():
+        return []
+    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=VENDOR)
+    with backend:
+        try:
+            return tracker.history(export_name, billing_period)
+        except LoadError:
+            return []  # no state table yet
 
 
 def _reason(loaded: LoadRecord | None, manifest: BillingManifest, reset: bool) -> str:
