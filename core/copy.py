@@ -125,13 +125,17 @@ def copy_exports(
     """
     if source.name == destination.name and source.config.describe() == destination.config.describe():
         raise ConfigError("Source and destination are the same database; nothing to copy.")
+    if not source.exists():
+        raise ConfigError(f"The source database {source.config.describe()} does not exist.")
     report = CopyReport(source.config.describe(), destination.config.describe())
     with source, destination:
         src_state = LoadStateTracker(source.state_manager(source_dataset), vendor=vendor)
         dst_state = LoadStateTracker(destination.state_manager(destination_dataset), vendor=vendor)
-        src_state.ensure()
         dst_state.ensure()
-        history = src_state.history(export_name)
+        try:  # the source is only read: a source without a state table has its tables copied without history
+            history = src_state.history(export_name)
+        except LoadError:
+            history = []
         exports = {table_name_for_export(r.export_name, destination.max_identifier_length): r.export_name
                    for r in history}
         tables = source.list_tables(source_dataset)
@@ -147,8 +151,9 @@ def copy_exports(
                 for record in history:  # every earlier version, so the destination keeps the whole history
                     if record.export_name == name and not record.is_current:
                         dst_state.store.upsert(replace(record))
+                src_current = {r.billing_period: r for r in history if r.export_name == name and r.is_current}
                 report.outcomes.extend(_copy_table(source, destination, source_dataset, destination_dataset, table,
-                                                   name, src_state, dst_state))
+                                                   name, src_current, src_state.vendor, dst_state))
     return report
 
 
@@ -159,21 +164,21 @@ def _copy_table(
     destination_dataset: str,
     table: ExportTable,
     export_name: str,
-    src_state: LoadStateTracker,
+    src_current: dict[str, LoadRecord],
+    vendor: str,
     dst_state: LoadStateTracker,
 ) -> list[CopyOutcome]:
     columns = source.table_columns(source_dataset, table.table)
     kinds = {name: kind_of_type(type_name) for name, type_name in columns.items()}
     specs = tuple(ColumnSpec(source=n, target=n, kind=k, source_kind="string" if k == "json" else k)
                   for n, k in kinds.items())
-    src_current = src_state.current(export_name)
     dst_current = dst_state.current(export_name)
     dst_periods = {t.table: {p.billing_period: p for p in t.periods} for t in destination.list_tables(destination_dataset)}
     reader = _TableReader(source, source_dataset, table.table)
     outcomes = []
     for period in table.periods:
         record = src_current.get(period.billing_period) or LoadRecord(
-            vendor=src_state.vendor, export_name=export_name, billing_period=period.billing_period,
+            vendor=vendor, export_name=export_name, billing_period=period.billing_period,
             version_id="unknown", data_format_version="unknown", source_location=source.config.describe(),
         )
         there = dst_periods.get(table.table, {}).get(period.billing_period)
@@ -196,8 +201,8 @@ def _copy_table(
                 dataset=destination_dataset, table=table.table, billing_period=period.billing_period,
                 files=[plan], record=started, reader=reader,
             ))
-            landed = {p.billing_period: p for t in destination.list_tables(destination_dataset)
-                      if t.table == table.table for p in t.periods}.get(period.billing_period)
+            summary = destination.summarise(destination_dataset, table.table)  # this table only, not all of them
+            landed = next((p for p in summary.periods if p.billing_period == period.billing_period), None)
             outcome.destination_cost = landed.unblended_cost if landed else None
             if landed is not None and landed.rows == period.rows and _same_cost(landed.unblended_cost,
                                                                                 period.unblended_cost):

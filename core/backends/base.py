@@ -14,7 +14,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -365,11 +365,15 @@ class DatabaseBackend(ABC):
     def qualified(self, dataset: str, table: str) -> str:
         return f"{self.quote(dataset)}.{self.quote(table)}"
 
-    def summarise(self, dataset: str, table: str, fetch: Callable[[str], Sequence[Sequence[Any]]]) -> ExportTable:
-        """One export table's rows and ``SUM(line_item_unblended_cost)`` per period, for ``list_tables``;
-        ``fetch`` runs a statement on the backend's connection and returns its rows."""
+    @abstractmethod
+    def fetch(self, sql: str) -> Sequence[Sequence[Any]]:
+        """The rows of one parameterless statement (identifiers already quoted), on the backend's connection."""
+
+    def summarise(self, dataset: str, table: str) -> ExportTable:
+        """One export table's rows and ``SUM(line_item_unblended_cost)`` per period (``list_tables``, and the
+        verification of ``db copy``)."""
         cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in self.table_columns(dataset, table) else "NULL"
-        rows = fetch(
+        rows = self.fetch(
             f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
             "GROUP BY billing_period ORDER BY billing_period"
         )

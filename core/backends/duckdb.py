@@ -299,7 +299,10 @@ class DuckDBBackend(DatabaseBackend):
             "AND table_name <> ? ORDER BY table_name",
             [dataset, "billing_period", STATE_TABLE],
         )
-        return [self.summarise(dataset, table, self.query) for (table,) in tables]
+        return [self.summarise(dataset, table) for (table,) in tables]
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.query(sql)
 
     def check(self, dataset: str | None = None) -> CheckResult:
         target = self.config.describe()

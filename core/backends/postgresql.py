@@ -234,7 +234,10 @@ class PostgreSQLBackend(DatabaseBackend):
             "AND table_name <> %s ORDER BY table_name",
             [dataset, "billing_period", STATE_TABLE],
         )
-        return [self.summarise(dataset, table, self.query) for (table,) in tables]
+        return [self.summarise(dataset, table) for (table,) in tables]
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.query(sql)
 
     def advisory_key(self, name: str) -> int:
         """A signed 64-bit key for ``pg_advisory_lock``, the same on every machine for one export."""

@@ -247,7 +247,10 @@ class GenericSQLBackend(DatabaseBackend):
             return []
         names = sorted(self.client.inspect(lambda inspector: inspector.get_table_names(schema=dataset)))
         tables = [t for t in names if t != STATE_TABLE and "billing_period" in self.table_columns(dataset, t)]
-        return [self.summarise(dataset, table, lambda sql: self.query(sql).rows) for table in tables]
+        return [self.summarise(dataset, table) for table in tables]
+
+    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.query(sql).rows
 
     def check(self, dataset: str | None = None) -> CheckResult:
         target = self.config.describe()

@@ -159,6 +159,9 @@ def test_copy_one_export_duckdb_to_sqlite(s3: S3, tmp_path: Path, exports: dict[
     assert missing.code == 2 and "nope" in missing.stderr
     same = run_cli("db", "copy", "--from", "duckdb", "--to", "duckdb", env=env)
     assert same.code == 2
+    typo = tmp_path / "typo.duckdb"  # a source path that does not exist is an error, never a new empty database
+    absent = run_cli("db", "copy", "--from", "duckdb", "--to", "sql", "--from-config", f"database_path={typo}", env=env)
+    assert absent.code == 2 and "does not exist" in absent.stderr and not typo.exists()
 
 
 @pytest.mark.postgresql
