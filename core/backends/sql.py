@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -261,10 +262,14 @@ class GenericSQLBackend(DatabaseBackend):
             self.connect()
             self.query("SELECT 1")
             latency = (time.perf_counter() - started) * 1000
-            if self.dialect in IMPLICIT_COMMIT_DDL:
-                self.query("CREATE SCHEMA IF NOT EXISTS _finops_check", what="creating a schema")
-                self.query(f"CREATE TABLE {probe} (id INTEGER)", what="creating a table")
-                self.query("DROP SCHEMA _finops_check", what="dropping the probe schema")
+            if self.dialect in IMPLICIT_COMMIT_DDL:  # DDL commits at once: create, then always drop
+                self.query("DROP SCHEMA IF EXISTS _finops_check", what="dropping a leftover probe schema")
+                try:
+                    self.query("CREATE SCHEMA _finops_check", what="creating a schema")
+                    self.query(f"CREATE TABLE {probe} (id INTEGER)", what="creating a table")
+                finally:
+                    with suppress(FinOpsError):
+                        self.query("DROP SCHEMA IF EXISTS _finops_check", what="dropping the probe schema")
             else:
                 with self.client.transaction(commit=False):  # rolled back: the check leaves nothing behind
                     if schemas:

@@ -380,3 +380,22 @@ def test_dry_run_on_sqlite_creates_no_file(tmp_path: Path) -> None:
     assert other.code == 0, other.stderr
     assert {p["status"] for p in other.json()["periods"]} == {"planned"}
     assert sorted(p.name for p in db.parent.iterdir()) == before  # no finops__other.db
+
+
+def test_check_on_mariadb_survives_a_leftover_probe(maria_server: Any) -> None:
+    """MariaDB commits DDL at once: the check drops its probe database even after an earlier check died midway."""
+    conn = maria_server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS _finops_check")
+            cur.execute("CREATE TABLE IF NOT EXISTS _finops_check.probe (id INTEGER)")
+        backend = GenericSQLBackend(GenericSQLConfig(credentials=SecretStr(maria_server.url())))
+        result = backend.check()
+        backend.close()
+        assert result.ok, result.error
+        assert result.details["dialect"] == "mysql"
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '_finops_check'")
+            assert cur.fetchone()[0] == 0
+    finally:
+        conn.close()
