@@ -81,8 +81,10 @@ def load_config(
 
 def _backend_pairs(backend: str, pairs: dict[str, str], flag: str) -> dict[str, str]:
     """Refuse keys the backend does not have: a typo must not silently fall back to a default."""
-    model = type(getattr(Config.load(None, environ={}).database, backend, None))
-    known = set(getattr(model, "model_fields", {}))
+    from core.config import DatabaseSettings
+
+    field = DatabaseSettings.model_fields.get(backend)  # the settings model itself: no config file read for this
+    known = set(getattr(field.annotation, "model_fields", {})) if field else set()
     unknown = sorted(set(pairs) - known)
     if unknown:
         raise ConfigError(
