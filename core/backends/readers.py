@@ -13,6 +13,7 @@ import io
 import logging
 import zipfile
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import IO, Any
 
 import pyarrow as pa
@@ -143,16 +144,22 @@ class _CsvText:
     def __init__(self, store: Any, key: str, compression: str | None) -> None:
         self.store, self.key, self.compression = store, key, compression
 
-    def open(self) -> IO[bytes]:
-        if self.compression == "gzip":
-            return gzip.GzipFile(fileobj=self.store.open(self.key), mode="rb")
-        if self.compression == "zip":
-            archive = zipfile.ZipFile(self.store.open_random(self.key))
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            if len(members) != 1:
-                raise LoadError(f"{self.key}: expected one CSV inside the zip archive, found {len(members)}.")
-            return archive.open(members[0])
-        return self.store.open(self.key)
+    @contextmanager
+    def open(self) -> Iterator[IO[bytes]]:
+        """The CSV bytes; on exit the object underneath (an S3 body, a file) is closed too, not only the
+        decompressor wrapping it (``GzipFile``/``ZipFile`` leave the object they were given open)."""
+        with ExitStack() as stack:
+            if self.compression == "zip":
+                archive = zipfile.ZipFile(stack.enter_context(self.store.open_random(self.key)))
+                stack.callback(archive.close)
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise LoadError(f"{self.key}: expected one CSV inside the zip archive, found {len(members)}.")
+                yield stack.enter_context(archive.open(members[0]))
+                return
+            raw = self.store.open(self.key)
+            stack.callback(raw.close)
+            yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if self.compression == "gzip" else raw
 
     def header(self) -> list[str]:
         with self.open() as raw:

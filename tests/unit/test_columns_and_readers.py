@@ -183,3 +183,35 @@ def test_local_store_refuses_keys_outside_its_root(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "inside")
     with pytest.raises(SourceError):
         store.read_bytes("../secret.txt")
+
+
+def test_csv_reads_close_the_object_under_the_decompressor(tmp_path: Path) -> None:
+    """GzipFile and ZipFile do not close what they wrap; an S3 body left open holds a connection of the pool."""
+    from core.storage import LocalStore
+
+    opened: list[io.BufferedReader] = []
+
+    class Recording(LocalStore):
+        def open(self, key: str):  # type: ignore[override]
+            handle = super().open(key)
+            opened.append(handle)
+            return handle
+
+        def open_random(self, key: str):  # type: ignore[override]
+            handle = super().open_random(key)
+            opened.append(handle)
+            return handle
+
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"identity/LineItemId,lineItem/UnblendedCost\nx,1.5\n"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.csv", "identity/LineItemId,lineItem/UnblendedCost\ny,2.5\n")
+    (tmp_path / "b.csv.zip").write_bytes(buffer.getvalue())
+    from vendors.aws.columns import column_specs
+
+    reader = Boto3DataReader(Recording(tmp_path))
+    for key in ("a.csv.gz", "b.csv.zip"):
+        source = reader.describe(key)
+        assert [c.name for c in source.columns] == ["identity/LineItemId", "lineItem/UnblendedCost"]
+        assert sum(b.num_rows for b in reader.batches(FilePlan(source, column_specs(source, {}), ()))) == 1
+    assert opened and all(handle.closed for handle in opened)
