@@ -2,7 +2,8 @@
 # Bootstrapping wrapper for fresh machines and cron: creates .venv on first use (Python 3.11+), installs the
 # project (again only when pyproject.toml changes), then runs `finops "$@"`.
 #   ./finops.sh aws import-cur --config examples/config-demo.toml
-#   ./finops.sh test [pytest args]     # dev extras + the services the tests need, then pytest
+#   ./finops.sh test [pytest args]     # the server packages the tests need (apt-get as root, else one line says
+#                                      # what to install), the dev extras, then pytest
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,16 +43,69 @@ ensure_venv() {  # $1 = extras, e.g. "all" or "dev"
   fi
 }
 
+# --- what `./finops.sh test` needs besides the dev extras ------------------------------------------------------
+# The test session starts its own throwaway servers (moto's S3, PostgreSQL, MariaDB) from installed binaries; pip
+# cannot install the database servers, so they come from the system's packages: installed here with apt-get when
+# we are root, otherwise one line says what to install and we stop. FINOPS_TEST_NO_INSTALL=1: never install.
+
+have_postgresql_server() {
+  command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
+have_mariadb_server() {
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]
+}
+
+apt_install_quietly() {  # $@ = Debian packages; their services are never started (policy-rc.d exits 101)
+  local log policy=/usr/sbin/policy-rc.d created_policy="" rc=0
+  log="$(mktemp "${TMPDIR:-/tmp}/finops-apt-install.XXXXXX")"
+  echo "finops.sh: installing $* with apt-get (needed by the tests; log: $log)" >&2
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=1
+    trap "rm -f '$policy'" EXIT  # removed even when apt-get fails or we are interrupted
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+  fi
+  {
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 "$@"
+  } >"$log" 2>&1 || rc=$?
+  if [ -n "$created_policy" ]; then
+    rm -f "$policy"
+    trap - EXIT INT TERM
+  fi
+  if [ "$rc" -ne 0 ]; then
+    cat "$log" >&2
+    echo "finops.sh: apt-get install $* failed (exit $rc; log: $log)" >&2
+    exit 2
+  fi
+  rm -f "$log"
+}
+
+ensure_server_packages() {  # PostgreSQL and MariaDB server binaries
+  local missing=()
+  have_postgresql_server || missing+=(postgresql)
+  have_mariadb_server || missing+=(mariadb-server)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "${FINOPS_TEST_NO_INSTALL:-}" = 1 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "finops.sh: the tests need PostgreSQL and MariaDB server binaries; install them: sudo apt-get install ${missing[*]}" >&2
+    exit 2
+  fi
+  apt_install_quietly "${missing[@]}"
+  if ! have_postgresql_server || ! have_mariadb_server; then
+    echo "finops.sh: installed ${missing[*]} but initdb or mariadbd is still not found" >&2
+    exit 2
+  fi
+}
+
+ensure_test_services() {  # one step per kind of service the tests need; add new ones (emulators, ...) here
+  ensure_server_packages
+}
+
 if [ "${1:-}" = "test" ]; then
   shift
+  ensure_test_services  # before the venv: a machine that lacks a server package stops at once, in one line
   ensure_venv dev
-  # Server binaries for the conformance suite's real servers (started by the tests themselves).
-  if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    echo "finops.sh: PostgreSQL server binaries (initdb) not found; install the 'postgresql' package." >&2
-  fi
-  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-    echo "finops.sh: MariaDB server binaries (mariadbd) not found; install the 'mariadb-server' package." >&2
-  fi
   cd "$HERE"
   exec "$VENV/bin/python" -m pytest "$@"
 fi
