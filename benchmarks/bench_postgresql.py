@@ -203,7 +203,7 @@ def write_csv(files: list[Path], columns: list[tuple[str, str]], constants: dict
     import pyarrow.parquet as pq
 
     from core.backends.readers import map_to_json
-    from core.backends.sql_names import fit_identifier
+    from core.backends.sqlengine.names import fit_identifier
 
     arrow = {"text": pa.string(), "jsonb": pa.string(), "json": pa.string(), "double precision": pa.float64(),
              "bigint": pa.int64(), "integer": pa.int32(), "boolean": pa.bool_(), "date": pa.date32(),

@@ -24,9 +24,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.backends.duckdb import DuckDBConfig
-from core.backends.postgresql_config import PostgreSQLConfig
-from core.backends.sql_config import GenericSQLConfig
+from core.backends.duckdb.config import DuckDBConfig
+from core.backends.postgresql.config import PostgreSQLConfig
+from core.backends.sql.config import GenericSQLConfig
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from core.backends.base import (
-    ColumnKind,
     ColumnSpec,
     DatabaseBackend,
     ExportTable,
@@ -29,29 +28,10 @@ from core.backends.base import (
     SourceFile,
 )
 from core.backends.readers import Boto3DataReader
-from core.backends.sql_names import table_name_for_export
 from core.errors import ConfigError, LoadError
 from core.state import LoadStateTracker
 
 log = logging.getLogger(__name__)
-
-
-def kind_of_type(type_name: str) -> ColumnKind:
-    """The logical kind of an engine column type (DuckDB, PostgreSQL, SQLite, MySQL… spellings)."""
-    name = type_name.lower()
-    if "json" in name:
-        return "json"
-    if "timestamp" in name or name.startswith("datetime"):
-        return "timestamp"
-    if any(word in name for word in ("double", "float", "real", "numeric", "decimal")):
-        return "double"
-    if "int" in name:
-        return "bigint"
-    if name.startswith("bool"):
-        return "boolean"
-    if name == "date":
-        return "date"
-    return "string"
 
 
 class _TableReader(Boto3DataReader):
@@ -116,6 +96,7 @@ def copy_exports(
     destination_dataset: str,
     export_name: str | None = None,
     vendor: str = "aws",
+    cost_column: str | None = None,
     lock_timeout: float = 900.0,
 ) -> CopyReport:
     """Copy every export table (or one) with its load state; see the module docstring.
@@ -136,11 +117,11 @@ def copy_exports(
             history = src_state.history(export_name)
         except LoadError:
             history = []
-        exports = {table_name_for_export(r.export_name, destination.max_identifier_length): r.export_name
+        exports = {destination.table_name(r.export_name): r.export_name
                    for r in history}
-        tables = source.list_tables(source_dataset)
+        tables = source.list_tables(source_dataset, cost_column=cost_column)
         if export_name is not None:
-            wanted = table_name_for_export(export_name, source.max_identifier_length)
+            wanted = source.table_name(export_name)
             tables = [t for t in tables if t.table == wanted]
             if not tables:
                 raise ConfigError(f"Export {export_name!r} has no table in {source.config.describe()}.")
@@ -153,7 +134,7 @@ def copy_exports(
                         dst_state.store.upsert(replace(record))
                 src_current = {r.billing_period: r for r in history if r.export_name == name and r.is_current}
                 report.outcomes.extend(_copy_table(source, destination, source_dataset, destination_dataset, table,
-                                                   name, src_current, src_state.vendor, dst_state))
+                                                   name, src_current, src_state.vendor, dst_state, cost_column))
     return report
 
 
@@ -167,13 +148,14 @@ def _copy_table(
     src_current: dict[str, LoadRecord],
     vendor: str,
     dst_state: LoadStateTracker,
+    cost_column: str | None,
 ) -> list[CopyOutcome]:
     columns = source.table_columns(source_dataset, table.table)
-    kinds = {name: kind_of_type(type_name) for name, type_name in columns.items()}
+    kinds = {name: source.kind_of(type_name) for name, type_name in columns.items()}
     specs = tuple(ColumnSpec(source=n, target=n, kind=k, source_kind="string" if k == "json" else k)
                   for n, k in kinds.items())
     dst_current = dst_state.current(export_name)
-    dst_periods = {t.table: {p.billing_period: p for p in t.periods} for t in destination.list_tables(destination_dataset)}
+    dst_periods = {t.table: {p.billing_period: p for p in t.periods} for t in destination.list_tables(destination_dataset, cost_column=cost_column)}
     reader = _TableReader(source, source_dataset, table.table)
     outcomes = []
     for period in table.periods:
@@ -184,9 +166,9 @@ def _copy_table(
         there = dst_periods.get(table.table, {}).get(period.billing_period)
         done = dst_current.get(period.billing_period)
         if done and done.version_id == record.version_id and done.status == "completed" and there \
-                and there.rows == period.rows and _same_cost(there.unblended_cost, period.unblended_cost):
+                and there.rows == period.rows and _same_cost(there.cost, period.cost):
             outcomes.append(CopyOutcome(table.table, period.billing_period, record.version_id, "skipped",
-                                        period.rows, period.unblended_cost, there.unblended_cost))
+                                        period.rows, period.cost, there.cost))
             continue
         plan = FilePlan(
             SourceFile(key=f"{table.table}/{period.billing_period}", format="parquet", compression=None,
@@ -194,24 +176,24 @@ def _copy_table(
             specs,
         )
         outcome = CopyOutcome(table.table, period.billing_period, record.version_id, "copied",
-                              source_cost=period.unblended_cost)
+                              source_cost=period.cost)
         started = dst_state.begin(replace(record, is_current=False))
         try:
             outcome.rows = destination.replace_period(PeriodLoad(
                 dataset=destination_dataset, table=table.table, billing_period=period.billing_period,
                 files=[plan], record=started, reader=reader,
             ))
-            summary = destination.summarise(destination_dataset, table.table)  # this table only, not all of them
+            summary = destination.summarise(destination_dataset, table.table, cost_column=cost_column)  # this table only, not all of them
             landed = next((p for p in summary.periods if p.billing_period == period.billing_period), None)
-            outcome.destination_cost = landed.unblended_cost if landed else None
-            if landed is not None and landed.rows == period.rows and _same_cost(landed.unblended_cost,
-                                                                                period.unblended_cost):
+            outcome.destination_cost = landed.cost if landed else None
+            if landed is not None and landed.rows == period.rows and _same_cost(landed.cost,
+                                                                                period.cost):
                 # The state row as the source had it (file count, timings), not as the copy's one stream.
                 dst_state.store.upsert(replace(record, status="completed", row_count=outcome.rows, is_current=True))
             else:
                 raise LoadError(
                     f"{table.table} {period.billing_period}: verification failed (source {period.rows} rows, "
-                    f"cost {period.unblended_cost}; destination {landed.rows if landed else 0} rows, cost "
+                    f"cost {period.cost}; destination {landed.rows if landed else 0} rows, cost "
                     f"{outcome.destination_cost})"
                 )
         except LoadError as exc:

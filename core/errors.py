@@ -77,3 +77,10 @@ class LockTimeoutError(FinOpsError):
 
     exit_code = 1
     title = "Another import is running"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (cron wrappers, CI, ``timeout``): handled like Ctrl-C — the attempt is recorded ``interrupted``,
+    nothing half-loaded is visible — and the process exits 143 instead of 130."""
+
+    exit_code = 143

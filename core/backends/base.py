@@ -8,22 +8,17 @@ no optional extra installed.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
-
-from core.errors import DestinationError, LockTimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -37,8 +32,7 @@ ColumnKind = Literal["string", "double", "bigint", "boolean", "timestamp", "date
 FileFormat = Literal["csv", "parquet"]
 
 STATE_TABLE = "_finops_load_state"
-#: the cost column summed per period by ``list_tables`` (and verified by ``finops db copy``)
-COST_COLUMN = "line_item_unblended_cost"
+Status = Literal["running", "completed", "failed", "interrupted"]
 
 
 class BackendConfig(BaseModel):
@@ -108,6 +102,11 @@ class DataReader(ABC):
             LoadError: the file is unreadable or corrupt.
         """
 
+    def scan_sql(self, plan: FilePlan) -> tuple[str, list[Any]] | None:
+        """A SELECT (with its bound values) by which the engine reads the file itself, renamed and typed as the
+        plan says; None when the rows must come from :meth:`batches` (the default)."""
+        return None
+
     @abstractmethod
     def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
         """The file renamed and typed as ``plan`` says, streamed in record batches (never whole in memory).
@@ -130,7 +129,7 @@ class LoadRecord:
     version_id: str
     data_format_version: str
     source_location: str
-    status: Literal["running", "completed", "failed"] = "running"
+    status: Status = "running"
     file_count: int = 0
     row_count: int | None = None
     started_at: datetime | None = None
@@ -179,14 +178,20 @@ class StateManager(ABC):
     ) -> list[LoadRecord]:
         """Every stored row matching the filters, oldest first."""
 
-    def complete(self, record: LoadRecord, *, rows: int, files: int) -> None:
-        """Mark ``record`` completed and current; backends call it inside their replace transaction."""
+    def complete(self, record: LoadRecord, *, rows: int, files: int) -> LoadRecord:
+        """Store ``record`` as completed and current; backends call it inside their replace transaction.
+
+        ``record`` itself is left as it was: if the transaction then fails (even at COMMIT), the caller still
+        holds the attempt as it stood, and records the failure from that, not from a completion that was rolled
+        back.
+        """
         from datetime import UTC
 
-        record.status, record.row_count, record.file_count = "completed", rows, files
-        record.finished_at, record.error_message = datetime.now(UTC), None
-        self.upsert(record)
-        self.mark_current(record)
+        done = replace(record, status="completed", row_count=rows, file_count=files,
+                       finished_at=datetime.now(UTC), error_message=None, is_current=True)
+        self.upsert(done)
+        self.mark_current(done)
+        return done
 
 
 # --------------------------------------------------------------------------------------------------- backend
@@ -194,14 +199,26 @@ class StateManager(ABC):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an engine can do, as data (read by the pipeline and the conformance suite)."""
+    """What an engine can do, as data. The shared code reads these; no engine name is tested outside its package.
 
-    #: the engine reads s3:// itself with the credentials boto3 resolved
-    native_s3_read: bool = False
-    #: DDL, DELETE, INSERT and the state update commit together
-    transactional_replace: bool = True
-    #: name of the engine's JSON type (for docs and checks)
-    json_type: str = "JSON"
+    Read by :meth:`core.backends.sqlengine.SqlBackend.replace_period` (where DDL goes), by
+    :meth:`~core.backends.sqlengine.SqlBackend.data_reader` (which reader), by ``check`` and by the docs.
+    """
+
+    #: URI schemes of sources the engine reads itself (``s3``, ``file``); others are streamed as Arrow batches
+    native_schemes: frozenset[str] = frozenset()
+    #: ``transactional``: DDL commits with the data (DuckDB, PostgreSQL, SQLite); ``implicit_commit``: DDL
+    #: commits the open transaction (MySQL, Snowflake), so it runs just before it; ``outside``: DDL is refused
+    #: inside a transaction (BigQuery), so it runs just before it too
+    ddl: Literal["transactional", "implicit_commit", "outside"] = "transactional"
+    #: the engine has schemas (``CREATE SCHEMA``); SQLite attaches a database file per dataset instead
+    schemas: bool = True
+    #: JSON arrives as text; the engine's JSON type accepts text in ``INSERT … SELECT`` only through a CAST
+    json_text_needs_cast: bool = False
+
+    @property
+    def transactional_ddl(self) -> bool:
+        return self.ddl == "transactional"
 
 
 @dataclass
@@ -215,14 +232,18 @@ class PeriodLoad:
     record: LoadRecord
     reader: DataReader
     #: called after each file with (file, rows) so the CLI can show progress
-    on_file_done: Any = None
+    on_file_done: Callable[[SourceFile, int], None] | None = None
+
+    def file_done(self, source: SourceFile, rows: int) -> None:
+        if self.on_file_done:
+            self.on_file_done(source, rows)
 
 
 @dataclass
 class PeriodSummary:
     billing_period: str
     rows: int
-    unblended_cost: float | None
+    cost: float | None
 
 
 @dataclass
@@ -243,17 +264,17 @@ class CheckResult:
 
 
 class DatabaseBackend(ABC):
-    """One analytical database. Subclasses set the class constants and implement the abstract methods."""
+    """One analytical database: a config model, a dlt destination, a state store, a replace of one period, and
+    what ``list-exports``, ``db copy`` and ``backends check`` read. Every engine of this project is a SQL engine
+    and derives from :class:`core.backends.sqlengine.SqlBackend`, which implements most of this once."""
 
     #: canonical registry name
     name: ClassVar[str]
     #: the pip extra that installs the driver (None: always installed)
     extra: ClassVar[str | None] = None
-    #: sqlglot dialect for identifier quoting
-    dialect: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
     config_model: ClassVar[type[BackendConfig]]
-    #: maximum identifier length (names are truncated deterministically above it)
+    #: longest identifier the engine keeps whole (longer names are shortened deterministically)
     max_identifier_length: ClassVar[int] = 63
 
     def __init__(self, config: BackendConfig, *, data_dir: Path | None = None) -> None:
@@ -292,22 +313,18 @@ class DatabaseBackend(ABC):
 
     @abstractmethod
     def state_manager(self, dataset: str) -> StateManager:
-        """The load-state store living in ``dataset``."""
-
-    @abstractmethod
-    def ensure_schema(self, dataset: str) -> None:
-        """Make sure ``dataset`` exists (a schema, a database, an attached file: whatever the engine calls it)."""
+        """The load-state store living in ``dataset`` (creates nothing until ``ensure()``)."""
 
     @abstractmethod
     def data_reader(self, store: ObjectStore) -> DataReader:
-        """The best reader this engine has for ``store`` (native S3 where it can, Arrow streaming otherwise)."""
+        """The best reader this engine has for ``store`` (its own where it can, Arrow streaming otherwise)."""
 
     @abstractmethod
     def replace_period(self, load: PeriodLoad) -> int:
         """Replace ``load.billing_period`` in ``load.table`` with the rows of ``load.files``, atomically.
 
         Creates the table and adds new columns as needed. Within the same transaction (where the engine has
-        one), marks ``load.record`` completed and current, so that data and state never disagree.
+        one), stores ``load.record`` completed and current, so that data and state never disagree.
 
         Returns:
             The number of rows now stored for the period.
@@ -317,18 +334,21 @@ class DatabaseBackend(ABC):
         """
 
     @abstractmethod
-    def list_tables(self, dataset: str) -> list[ExportTable]:
-        """Export tables in ``dataset`` with per-period row counts and cost sums (state table excluded)."""
+    def list_tables(self, dataset: str, *, cost_column: str | None = None) -> list[ExportTable]:
+        """Export tables in ``dataset`` with per-period row counts and ``SUM(cost_column)`` (state excluded)."""
+
+    @abstractmethod
+    def summarise(self, dataset: str, table: str, *, cost_column: str | None = None) -> ExportTable:
+        """One export table's rows and ``SUM(cost_column)`` per period."""
 
     @abstractmethod
     def check(self, dataset: str | None = None) -> CheckResult:
-        """Connect, prove we may create a schema and a table, and measure a round trip.
-
-        ``dataset`` is where an import would write (``backends check`` passes it): an engine where a role may
-        hold rights on one existing schema only (PostgreSQL) probes that schema; the others may ignore it.
+        """Connect, prove we may create a schema (or a table in ``dataset``), and measure a round trip.
 
         Returns:
             ``ok=False`` with the server's reason instead of raising, so ``backends check`` can report it.
+        Raises:
+            ConfigError: a missing or bad setting (exit 2, not an unreachable database).
         """
 
     @abstractmethod
@@ -349,36 +369,11 @@ class DatabaseBackend(ABC):
         own = [getattr(self.config, key) for key in ("schema", "dataset") if key in fields]
         return next((value for value in own if value), default)
 
-    def quote(self, name: str) -> str:
-        """Quote one identifier for this engine's dialect."""
-        from core.backends.sql_names import quote_identifier
+    def table_name(self, export_name: str) -> str:
+        """The contract's table name for an export (snake_case, fitted to the engine's identifier length)."""
+        from core.backends.sqlengine.names import table_name_for_export
 
-        return quote_identifier(name, self.dialect)
-
-    def column(self, name: str) -> str:
-        """Our column name as stored: shortened stably (prefix + digest) past ``max_identifier_length``, where
-        a server would otherwise cut it silently (PostgreSQL) or refuse it (MySQL). DuckDB keeps names whole."""
-        from core.backends.sql_names import fit_identifier
-
-        return fit_identifier(name, self.max_identifier_length)
-
-    def qualified(self, dataset: str, table: str) -> str:
-        return f"{self.quote(dataset)}.{self.quote(table)}"
-
-    @abstractmethod
-    def fetch(self, sql: str) -> Sequence[Sequence[Any]]:
-        """The rows of one parameterless statement (identifiers already quoted), on the backend's connection."""
-
-    def summarise(self, dataset: str, table: str) -> ExportTable:
-        """One export table's rows and ``SUM(line_item_unblended_cost)`` per period (``list_tables``, and the
-        verification of ``db copy``)."""
-        cost = f"SUM({self.quote(COST_COLUMN)})" if COST_COLUMN in self.table_columns(dataset, table) else "NULL"
-        rows = self.fetch(
-            f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
-            "GROUP BY billing_period ORDER BY billing_period"
-        )
-        periods = [PeriodSummary(p, int(n), None if c is None else float(c)) for p, n, c in rows]
-        return ExportTable(dataset, table, periods)
+        return table_name_for_export(export_name, self.max_identifier_length)
 
     def lock_key(self) -> str:
         """Identifies the destination for the cross-process lock (no secrets)."""
@@ -393,41 +388,8 @@ class DatabaseBackend(ABC):
         Raises:
             LockTimeoutError: still held by another process after ``timeout`` seconds.
         """
+        from core.backends.locks import file_lock
+
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.lock_key()}-{name}")[:200]
         return file_lock(self.data_dir / ".locks" / f"{safe}.lock", what=f"{name!r} into {self.config.describe()}",
                          timeout=timeout)
-
-
-@contextmanager
-def file_lock(path: Path, *, what: str, timeout: float) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``, polled until ``timeout``; released when the process dies."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise DestinationError(f"Cannot create the lock file {path}: {exc}") from exc
-    with handle:
-        deadline = time.monotonic() + max(timeout, 0)
-        waited = False
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeoutError(
-                        f"Another import of {what} is still running (lock {path} held; waited {timeout:.0f} s).",
-                        hint="Wait for it to finish, or raise [project] lock_timeout.",
-                    ) from None
-                if not waited:
-                    log.warning("Another import of %s is running; waiting up to %.0f s for it", what, timeout)
-                    waited = True
-                time.sleep(0.2)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

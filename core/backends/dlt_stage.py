@@ -1,8 +1,10 @@
-"""Loading a billing period into a staging table through a dlt destination, fed Arrow record batches.
+"""The dlt load strategy: a billing period staged through a dlt destination, fed Arrow record batches, then
+swapped in.
 
-Used by the generic SQL backend (any dlt destination): dlt moves the bytes (batched inserts through SQLAlchemy,
-or the destination's own bulk path) into ``<stage dataset>._finops_stage_<table>``; the backend then replaces the
-period in its own single transaction (``INSERT … SELECT`` from the staging table) and drops the staging table.
+:class:`DltStageSwap` is the generic SQL backend's strategy (any dlt destination): before the replace transaction
+dlt moves the bytes (batched inserts through SQLAlchemy, or the destination's own bulk path) into
+``<stage dataset>._finops_stage_<table>``; inside it, ``INSERT … SELECT`` from the staging table; on the way out,
+success or not, the staging table is dropped.
 
 Why the staging table is shaped as it is:
 
@@ -28,15 +30,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.backends import conform
 from core.backends.base import ColumnKind, FilePlan, PeriodLoad
+from core.backends.sqlengine.strategy import LoadStrategy
 from core.errors import DestinationError, FinOpsError, LoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.sqlengine import SqlBackend
 
 log = logging.getLogger(__name__)
 
@@ -127,39 +133,66 @@ def staged_table(pipeline: Any, layout: StageLayout) -> StagedTable:
     )
 
 
-@contextmanager
-def staged_period(
-    backend: Any,
-    load: PeriodLoad,
-    layout: StageLayout,
-    *,
-    loader_file_format: str | None,
-    drop: Callable[[StagedTable], None],
-) -> Iterator[tuple[StagedTable | None, int]]:
-    """Stage ``load.files`` through the backend's dlt destination; yields ``(staging table, rows read)``.
+class DltStageSwap(LoadStrategy):
+    """Stage through the backend's dlt destination, then ``INSERT … SELECT`` inside the transaction."""
 
-    The caller swaps the period in from the staging table inside the ``with``; on the way out — success or
-    failure — ``drop`` removes the staging table, and a failure to drop is logged, never raised over the load's
-    own outcome. A period with no files stages nothing: ``(None, 0)``.
-    """
-    source: StagedTable | None = None
-    try:
-        staged = 0
-        if load.files:
-            pipeline = pipeline_for(
-                backend.name, f"{backend.config.describe()}/{load.dataset}", layout, load.table, backend.data_dir,
-                backend.get_dlt_destination(),
-            )
-            source = staged_table(pipeline, layout)
-            staged = load_stage(pipeline, load, layout, loader_file_format=loader_file_format,
-                                what=f"loading {load.table}")
-        yield source, staged
-    finally:
-        if source is not None:
-            try:
-                drop(source)
-            except FinOpsError as exc:
-                log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
+    @contextmanager
+    def staged(
+        self, backend: SqlBackend, load: PeriodLoad, kinds: Mapping[str, ColumnKind]
+    ) -> Iterator[tuple[StageLayout, StagedTable | None, int]]:
+        """Yields ``(layout, staging table, rows read)``; a period with no files stages nothing (``None, 0``).
+        The staging table is dropped on the way out; a failure to drop is logged, never raised over the load's
+        own outcome."""
+        layout = stage_layout(load.dataset, load.table, load.files, backend.max_identifier_length)
+        source: StagedTable | None = None
+        try:
+            staged = 0
+            if load.files:
+                pipeline = pipeline_for(
+                    backend.name, f"{backend.config.describe()}/{load.dataset}", layout, load.table,
+                    backend.data_dir, backend.get_dlt_destination(),
+                )
+                source = staged_table(pipeline, layout)
+                staged = load_stage(pipeline, load, layout, what=f"loading {load.table}",
+                                    loader_file_format=getattr(backend, "dlt_loader_file_format", None))
+                backend.open_dataset(source.dataset)  # SQLite: dlt's dataset file, seen under the same name
+            yield layout, source, staged
+        finally:
+            if source is not None:
+                try:
+                    if backend.open_dataset(source.dataset, create=False):
+                        backend.execute(f"DROP TABLE IF EXISTS {source.qualified}", what="dropping the staging table")
+                except FinOpsError as exc:
+                    log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
+
+    def insert(
+        self,
+        backend: SqlBackend,
+        load: PeriodLoad,
+        kinds: Mapping[str, ColumnKind],
+        columns: Mapping[str, str],
+        staged: tuple[StageLayout, StagedTable | None, int],
+    ) -> int:
+        layout, source, count = staged
+        if source is None or not count:  # files with a header and no rows stage nothing
+            return 0
+        needs_cast = backend.capabilities.json_text_needs_cast
+        names, values = [], []
+        for name in layout.columns:
+            stored = backend.column(name)
+            names.append(backend.quote(stored))
+            value = source.columns[name]
+            if needs_cast and backend.kind_of(columns[stored]) == "json":  # JSON was staged as text
+                value = f"CAST({value} AS {columns[stored]})"
+            values.append(value)
+        target = backend.qualified(load.dataset, load.table)
+        rows = backend.execute(
+            f"INSERT INTO {target} ({', '.join(names)}) SELECT {', '.join(values)} FROM {source.qualified}",
+            what=f"inserting {load.table} {load.billing_period} from the staging table",
+        ).rowcount
+        if rows != count:  # dlt lost or duplicated rows: never publish that
+            raise LoadError(f"{load.table} {load.billing_period}: {count} rows read but {rows} staged.")
+        return rows
 
 
 def load_stage(
@@ -177,8 +210,7 @@ def load_stage(
 
     def count(plan: FilePlan, rows: int) -> None:
         counted[0] += rows
-        if load.on_file_done:
-            load.on_file_done(plan.file, rows)
+        load.file_done(plan.file, rows)
 
     hints = {layout.columns[n]: {**DLT_TYPES[k], "nullable": True} for n, k in layout.kinds.items()}
     batches = conform.period_batches(load, layout.kinds, names=layout.columns, on_file=count)

@@ -35,14 +35,14 @@ class BackendSpec:
 
 REGISTRY: dict[str, BackendSpec] = {
     "duckdb": BackendSpec(
-        "duckdb", "core.backends.duckdb:DuckDBBackend", None, ("duckdb",), "Embedded DuckDB file (the default)"
+        "duckdb", "core.backends.duckdb.backend:DuckDBBackend", None, ("duckdb",), "Embedded DuckDB file (the default)"
     ),
     "postgresql": BackendSpec(
-        "postgresql", "core.backends.postgresql:PostgreSQLBackend", "postgresql", ("psycopg2", "dlt"),
+        "postgresql", "core.backends.postgresql.backend:PostgreSQLBackend", "postgresql", ("psycopg2", "dlt"),
         "PostgreSQL server (Arrow batches streamed into COPY)",
     ),
     "sql": BackendSpec(
-        "sql", "core.backends.sql:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
+        "sql", "core.backends.sql.backend:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
         "Any SQLAlchemy database through dlt (SQLite, MySQL, …)",
     ),
 }

@@ -110,12 +110,28 @@ def _fail(exc: FinOpsError, code: int, kwargs: dict[str, Any]) -> NoReturn:
     raise typer.Exit(code) from None
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (what cron wrappers, CI and ``timeout`` send) unwinds like Ctrl-C, so the attempt is recorded
+    ``interrupted`` and nothing half-loaded stays visible; the process then exits 143."""
+    import signal
+    import threading
+
+    from core.errors import Terminated
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def guarded(func: F) -> F:
     """Turn library errors into one message on stderr and the contract's exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         set_debug(bool(kwargs.get("debug")), bool(kwargs.get("verbose")))
+        _terminate_like_ctrl_c()
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -124,10 +140,12 @@ def guarded(func: F) -> F:
             if _debug["on"]:
                 output.stderr.print_exception()
             _fail(exc, exc.exit_code, kwargs)
-        except KeyboardInterrupt:
-            output.stderr.print("[yellow]Interrupted.[/yellow] Nothing half-loaded is visible; rerun to continue.")
-            _json_error(FinOpsError("Interrupted.", hint="Rerun to continue."), 130, kwargs)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+            code = getattr(exc, "exit_code", 130)
+            word = "Terminated" if code == 143 else "Interrupted"
+            output.stderr.print(f"[yellow]{word}.[/yellow] Nothing half-loaded is visible; rerun to continue.")
+            _json_error(FinOpsError(f"{word}.", hint="Rerun to continue."), code, kwargs)
+            raise typer.Exit(code) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback without --debug
             if _debug["on"]:
                 raise

@@ -24,9 +24,10 @@ from pydantic import SecretStr
 
 from core.backends.base import DatabaseBackend, FilePlan, LoadRecord, PeriodLoad
 from core.backends.postgresql import PostgreSQLBackend
-from core.backends.postgresql_config import PostgreSQLConfig
+from core.backends.postgresql.config import PostgreSQLConfig
 from core.errors import DestinationError, LoadError, LockTimeoutError
-from core.state import LoadStateTracker, SqlStateManager
+from core.backends.sqlengine.state import SqlStateManager
+from core.state import LoadStateTracker
 from core.storage import LocalStore
 from tests.conftest import run_cli
 from vendors.aws.columns import column_specs
@@ -120,7 +121,8 @@ class Loader:
                 on_file_done=lambda source, n: seen.append((source.key, n)),
             )
         )
-        return rows, record, seen
+        stored = next(r for r in self.history(period) if r.version_id == version)  # as the state holds it
+        return rows, stored, seen
 
     def history(self, period: str | None = None) -> list[LoadRecord]:
         return self.tracker.history(self.export, period)
@@ -153,7 +155,7 @@ def loader(backend: PostgreSQLBackend, pg_schema: str, tmp_path: Path) -> Loader
 
 
 def fetch(backend: PostgreSQLBackend, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    return backend.query(sql, params)
+    return backend.client.run(sql, params)[0]
 
 
 def period_rows(loader: Loader, period: str) -> list[tuple[Any, ...]]:
@@ -451,11 +453,11 @@ def test_list_tables(loader: Loader, backend: PostgreSQLBackend) -> None:
     loader.load("2024-02", [write_csv_gz(loader.root, "b.csv.gz", [line(3, "1E-7")])])
     other = Loader(backend, loader.root, loader.dataset, "cur_other")
     other.load("2024-01", [write_csv_gz(loader.root, "c.csv.gz", [line(4, "4")])])
-    tables = backend.list_tables(loader.dataset)
+    tables = backend.list_tables(loader.dataset, cost_column="line_item_unblended_cost")
     assert [t.table for t in tables] == ["cur_other", "cur_test"]
     periods = {p.billing_period: p for p in tables[1].periods}
-    assert periods["2024-01"].rows == 2 and math.isclose(periods["2024-01"].unblended_cost, 0.3)
-    assert periods["2024-02"].unblended_cost == 1e-7
+    assert periods["2024-01"].rows == 2 and math.isclose(periods["2024-01"].cost, 0.3)
+    assert periods["2024-02"].cost == 1e-7
     assert backend.list_tables("no_such_schema") == []
 
 
@@ -473,7 +475,7 @@ def test_sample_exports_end_to_end(backend: PostgreSQLBackend, pg_schema: str, t
     report = run_aws_pipeline(config, backend=backend)
     assert report.exit_code == 0 and report.to_dict()["summary"]["loaded"] == 4
     with backend:
-        found = {(t.table, p.billing_period): (p.rows, p.unblended_cost) for t in backend.list_tables(pg_schema) for p in t.periods}
+        found = {(t.table, p.billing_period): (p.rows, p.cost) for t in backend.list_tables(pg_schema, cost_column="line_item_unblended_cost") for p in t.periods}
     assert found.keys() == TRUTH.keys()
     for key, (rows, cost) in TRUTH.items():
         assert found[key][0] == rows and math.isclose(found[key][1], cost, abs_tol=1e-6), key

@@ -21,9 +21,9 @@ from pydantic import SecretStr
 
 from core.backends.base import LoadRecord
 from core.backends.sql import GenericSQLBackend
-from core.backends.sql_config import GenericSQLConfig
+from core.backends.sql.config import GenericSQLConfig
 from core.errors import ConfigError, DestinationError, LoadError, LockTimeoutError
-from core.state import SqlStateManager
+from core.backends.sqlengine.state import SqlStateManager
 from tests.integration.test_postgresql_backend import (
     HEADER,
     SAMPLES,
@@ -81,9 +81,9 @@ def period_rows(db_path: Path, period: str, table: str = "cur_test") -> list[tup
 
 def test_dialect_and_capabilities_follow_the_url(tmp_path: Path) -> None:
     sqlite = GenericSQLBackend(GenericSQLConfig(credentials=SecretStr(f"sqlite:///{tmp_path}/x.db")))
-    assert (sqlite.dialect, sqlite.capabilities.json_type, sqlite.quote("a b")) == ("sqlite", "TEXT", '"a b"')
+    assert (sqlite.dialect, sqlite.types["json"], sqlite.quote("a b")) == ("sqlite", "TEXT", '"a b"')
     mysql = GenericSQLBackend(GenericSQLConfig(credentials=SecretStr("mysql+pymysql://u:pw@h/db")))
-    assert (mysql.dialect, mysql.capabilities.transactional_replace, mysql.quote("a`b")) == ("mysql", False, "`a``b`")
+    assert (mysql.dialect, mysql.capabilities.transactional_ddl, mysql.quote("a`b")) == ("mysql", False, "`a``b`")
     assert GenericSQLBackend.dialect == "sqlite"  # the class default is untouched
 
 
@@ -232,12 +232,12 @@ def test_state_records_round_trip(backend: GenericSQLBackend) -> None:
 
 
 def test_list_tables(loader: Loader, backend: GenericSQLBackend) -> None:
-    assert backend.list_tables(DATASET) == []  # nothing attached or created yet
+    assert backend.list_tables(DATASET, cost_column="line_item_unblended_cost") == []  # nothing attached or created yet
     loader.load("2024-01", [write_csv_gz(loader.root, "a.csv.gz", [line(1, "0.1"), line(2, "0.2")])])
     Loader(backend, loader.root, DATASET, "cur_other").load("2024-02", [write_csv_gz(loader.root, "b.csv.gz", [line(3, "3")])])
-    tables = backend.list_tables(DATASET)
+    tables = backend.list_tables(DATASET, cost_column="line_item_unblended_cost")
     assert [t.table for t in tables] == ["cur_other", "cur_test"]
-    assert tables[1].periods[0].rows == 2 and math.isclose(tables[1].periods[0].unblended_cost, 0.3)
+    assert tables[1].periods[0].rows == 2 and math.isclose(tables[1].periods[0].cost, 0.3)
     # reading the catalogue leaves no transaction open: the next replace still runs in its own
     assert loader.load("2024-01", [write_csv_gz(loader.root, "d.csv.gz", [line(5, "5")])], "v2")[0] == 1
 
@@ -255,7 +255,7 @@ def test_dlt_sees_the_same_dataset(loader: Loader, backend: GenericSQLBackend, t
     with pipeline.sql_client() as client:
         assert client.execute_sql(f"SELECT COUNT(*) FROM {DATASET}.cur_test")[0][0] == 2
         assert client.execute_sql(f"SELECT COUNT(*) FROM {DATASET}._finops_load_state")[0][0] == 1
-    assert [r[0] for r in backend.query(f'SELECT name FROM "{DATASET}".tiny').rows] == ["tiny"]
+    assert [r[0] for r in backend.execute(f'SELECT name FROM "{DATASET}".tiny').rows] == ["tiny"]
 
 
 def test_check_ok_and_unreachable(backend: GenericSQLBackend, tmp_path: Path) -> None:
@@ -300,7 +300,7 @@ def test_sample_exports_end_to_end(backend: GenericSQLBackend, tmp_path: Path) -
     report = run_aws_pipeline(config, backend=backend)
     assert report.exit_code == 0 and report.to_dict()["summary"]["loaded"] == 4
     with backend:
-        found = {(t.table, p.billing_period): (p.rows, p.unblended_cost) for t in backend.list_tables(DATASET) for p in t.periods}
+        found = {(t.table, p.billing_period): (p.rows, p.cost) for t in backend.list_tables(DATASET, cost_column="line_item_unblended_cost") for p in t.periods}
     assert found.keys() == TRUTH.keys()
     for key, (rows, cost) in TRUTH.items():
         assert found[key][0] == rows and math.isclose(found[key][1], cost, abs_tol=1e-6), key
@@ -325,7 +325,7 @@ def test_same_code_path_on_postgresql(pg_server: Any, pg_schema: str, tmp_path: 
     try:
         assert loader.load("2024-01", [write_parquet(root, "a.parquet", table)])[0] == 1
         assert loader.load("2024-01", [write_parquet(root, "a.parquet", table)], "v2")[0] == 1
-        rows = backend.query(f"SELECT product ->> 'region', line_item_unblended_cost FROM \"{pg_schema}\".cur_test").rows
+        rows = backend.execute(f"SELECT product ->> 'region', line_item_unblended_cost FROM \"{pg_schema}\".cur_test").rows
         assert rows == [("eu-west-1", 1.5)]
         assert [r.is_current for r in loader.history("2024-01")] == [False, True]
         assert backend.check().ok
@@ -347,7 +347,7 @@ def test_long_column_names_on_a_server_engine(pg_server: Any, pg_schema: str, tm
         assert loader.load("2024-02", [key])[0] == 1  # the same column, found again
         columns = [c for c in backend.table_columns(pg_schema, "cur_test") if c.startswith("resource_tags")]
         assert len(columns) == 1 and len(columns[0]) <= 63
-        rows = backend.query(f'SELECT "{columns[0]}" FROM "{pg_schema}".cur_test ORDER BY billing_period').rows
+        rows = backend.execute(f'SELECT "{columns[0]}" FROM "{pg_schema}".cur_test ORDER BY billing_period').rows
         assert rows == [("team-a",), ("team-a",)]
     finally:
         backend.close()

@@ -12,13 +12,13 @@ from pydantic import SecretStr
 
 from core.backends import dlt_stage, factory
 from core.backends.base import FilePlan, SourceColumn, SourceFile
-from core.backends.postgresql import TYPE_MAP, PostgreSQLBackend
-from core.backends.postgresql_config import PostgreSQLConfig
+from core.backends.postgresql import PostgreSQLBackend
+from core.backends.postgresql.config import PostgreSQLConfig
 from core.backends.sql import GenericSQLBackend
-from core.backends.sql_config import GenericSQLConfig, mask_url
-from core.backends.sql_dialects import bind_value, url_dialect
-from core.backends.sql_names import fit_identifier
-from core.backends.sql_params import qmark_to_format, qmark_to_named
+from core.backends.sql.config import GenericSQLConfig, mask_url
+from core.backends.sql.dialects import bind_value, url_dialect
+from core.backends.sqlengine.names import fit_identifier
+from core.backends.sqlengine.params import qmark_to_format, qmark_to_named
 from core.config import Config
 from core.errors import ConfigError, MissingExtraError
 from vendors.aws.columns import column_specs
@@ -161,11 +161,13 @@ def test_modules_import_no_driver() -> None:
 
 
 def test_capabilities_and_types() -> None:
-    assert PostgreSQLBackend.capabilities.native_s3_read is False
-    assert PostgreSQLBackend.capabilities.json_type == "JSONB"
+    assert PostgreSQLBackend.capabilities.native_schemes == frozenset()
+    assert PostgreSQLBackend.capabilities.transactional_ddl
     assert (PostgreSQLBackend.name, PostgreSQLBackend.extra, PostgreSQLBackend.dialect) == ("postgresql", "postgresql", "postgres")
-    assert TYPE_MAP == {"string": "text", "double": "double precision", "bigint": "bigint", "boolean": "boolean",
-                        "timestamp": "timestamptz", "date": "date", "json": "jsonb"}
+    backend = PostgreSQLBackend(PostgreSQLConfig())
+    assert {k: v.lower() for k, v in backend.types.items()} == {
+        "string": "text", "double": "double precision", "bigint": "bigint", "boolean": "boolean",
+        "timestamp": "timestamptz", "date": "date", "json": "jsonb"}
     assert (GenericSQLBackend.name, GenericSQLBackend.extra) == ("sql", "sql")
 
 
@@ -270,8 +272,8 @@ def test_sqlite_url_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_dlt_telemetry_is_off_unless_the_user_turns_it_on(tmp_path: Path) -> None:
     code = (
         "import os, sys; from pydantic import SecretStr; "
-        "from core.backends.sql import GenericSQLBackend; from core.backends.sql_config import GenericSQLConfig; "
-        "from core.backends.postgresql import PostgreSQLBackend; from core.backends.postgresql_config import PostgreSQLConfig; "
+        "from core.backends.sql import GenericSQLBackend; from core.backends.sql.config import GenericSQLConfig; "
+        "from core.backends.postgresql import PostgreSQLBackend; from core.backends.postgresql.config import PostgreSQLConfig; "
         f"GenericSQLBackend(GenericSQLConfig(credentials=SecretStr('sqlite:///{tmp_path}/x.db'))).get_dlt_destination(); "
         "PostgreSQLBackend(PostgreSQLConfig()).get_dlt_destination(); "
         "from dlt.common.runtime import anon_tracker; print(anon_tracker._ANON_TRACKER_ENDPOINT)"

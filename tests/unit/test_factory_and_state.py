@@ -8,7 +8,7 @@ import pytest
 
 from core.backends import factory
 from core.backends.base import LoadRecord
-from core.backends.sql_names import quote_identifier, table_name_for_export
+from core.backends.sqlengine.names import quote_identifier, table_name_for_export
 from core.config import Config
 from core.errors import ConfigError, MissingExtraError
 from core.state import LoadStateTracker
@@ -93,9 +93,9 @@ def test_state_lifecycle(tracker: LoadStateTracker) -> None:
         ("v1", "completed", True), ("v2", "failed", False)]
 
 
-def test_stale_running_rows_are_marked_failed(tracker: LoadStateTracker) -> None:
+def test_stale_running_rows_are_marked_interrupted(tracker: LoadStateTracker) -> None:
     tracker.begin(_record("v9"))
     stale = tracker.recover_interrupted("e")
     assert [r.version_id for r in stale] == ["v9"]
-    assert tracker.history("e")[0].status == "failed"
+    assert tracker.history("e")[0].status == "interrupted"
     assert "interrupted" in tracker.history("e")[0].error_message

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from core.backends.base import FilePlan, SourceFile
-from core.backends.postgresql_copy import CsvStream
+from core.backends.postgresql.copy import CsvStream
 from core.errors import LoadError
 
 

@@ -10,6 +10,7 @@ import typer
 from core.cli import output
 from core.cli.common import BackendOpt, ConfigOpt, DbConfigOpt, DebugOpt, JsonOpt, VerboseOpt, guarded, load_config
 from core.errors import FinOpsError
+from vendors.aws.columns import COST_COLUMN
 
 app = typer.Typer(help="AWS Cost and Usage Reports (CUR v1 and CUR 2.0 / Data Exports).", no_args_is_help=True)
 
@@ -89,7 +90,7 @@ def import_cur(
         if not dry_run and report.outcomes:
             try:  # a courtesy: the import is done, and its exit code must not depend on this read
                 with db:
-                    _print_tables(db.list_tables(dataset_for(cfg, db)))
+                    _print_tables(db.list_tables(dataset_for(cfg, db), cost_column=COST_COLUMN))
             except FinOpsError as exc:
                 output.stderr.print(f"[yellow]Could not read the summary back:[/yellow] {exc.message}")
     for failure in report.failed:
@@ -113,7 +114,7 @@ def _print_report(report: Any) -> None:
 
 def _print_tables(tables: list[Any]) -> None:
     rows = [
-        [t.table, p.billing_period, output.fmt_int(p.rows), output.fmt_cost(p.unblended_cost)]
+        [t.table, p.billing_period, output.fmt_int(p.rows), output.fmt_cost(p.cost)]
         for t in tables
         for p in t.periods
     ]
@@ -246,11 +247,11 @@ def list_exports(
     cfg = load_config(config, backend=backend, database_config=database_config)
     db = create_backend(cfg.database)
     with db:
-        tables = db.list_tables(dataset_for(cfg, db))
+        tables = db.list_tables(dataset_for(cfg, db), cost_column=COST_COLUMN)
     if json_out:
         output.emit_json({"exports": [
             {"dataset": t.dataset, "table": t.table,
-             "periods": [{"billing_period": p.billing_period, "rows": p.rows, "unblended_cost": p.unblended_cost}
+             "periods": [{"billing_period": p.billing_period, "rows": p.rows, "unblended_cost": p.cost}
                          for p in t.periods]} for t in tables]})
         return
     _print_tables(tables)

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping
 
 from core.backends.base import ColumnKind, ColumnSpec, SourceFile
 
+#: the cost column summed per period (``list-exports``, the verification of ``db copy``)
+COST_COLUMN = "line_item_unblended_cost"
+
 RESERVED = ("billing_period",)
 
 # CUR v1 manifest types (legacy data dictionary) → logical kinds.

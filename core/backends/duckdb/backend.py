@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
-
-from core.backends.base import (
-    STATE_TABLE,
-    BackendConfig,
-    Capabilities,
-    CheckResult,
-    DatabaseBackend,
-    DataReader,
-    ExportTable,
-    FilePlan,
-    PeriodLoad,
-    file_lock,
-)
-from core.backends.conform import union_columns
-from core.backends.duckdb_reader import TYPE_MAP, DuckDBDataReader
+from core.backends.base import Capabilities, DataReader
+from core.backends.duckdb.config import DuckDBConfig
+from core.backends.duckdb.load import EngineScan
+from core.backends.locks import file_lock
+from core.backends.sqlengine import Result, SqlBackend
 from core.errors import ConfigError, DestinationError, LoadError
-from core.state import SqlStateManager
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -41,18 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-
-class DuckDBConfig(BackendConfig):
-    """``[database.duckdb]``"""
-
-    database_path: Path = Field(Path("./data/finops.duckdb"), description="The DuckDB file (created if missing).")
-    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB' (default: DuckDB's).")
-    threads: int | None = Field(None, ge=1, description="DuckDB worker threads (default: one per core).")
-
-    def describe(self) -> str:
-        return str(self.database_path)
 
 
 def _httpfs_path(version: str) -> Path | None:
@@ -69,12 +45,15 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class DuckDBBackend(DatabaseBackend):
+class DuckDBBackend(SqlBackend):
     name = "duckdb"
     extra = None  # duckdb is a core dependency
     dialect = "duckdb"
-    capabilities: ClassVar[Capabilities] = Capabilities(native_s3_read=True, transactional_replace=True, json_type="JSON")
+    capabilities = Capabilities(native_schemes=frozenset({"s3", "file"}), ddl="transactional")
     config_model = DuckDBConfig
+    strategy = EngineScan
+    #: DuckDB keeps identifiers whole, whatever their length
+    max_identifier_length = 1 << 16
     #: how long to wait when another process holds the database file
     open_timeout: ClassVar[float] = 30.0
 
@@ -140,12 +119,12 @@ class DuckDBBackend(DatabaseBackend):
         return file_lock(path.with_name(path.name + ".finops-lock"), what=f"into {path}", timeout=timeout)
 
     # -- SQL helpers ----------------------------------------------------------------------------------------
-    def query(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying DuckDB") -> list[tuple[Any, ...]]:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying DuckDB") -> Result:
         import duckdb
 
         try:
             cursor = self.connection.execute(sql, list(params))
-            return cursor.fetchall() if cursor.description else []
+            return Result(cursor.fetchall() if cursor.description else [])
         except duckdb.InterruptException:  # Ctrl-C stopped the statement: the user wants to stop, not a failed period
             raise KeyboardInterrupt from None
         except RuntimeError as exc:  # the same, when DuckDB was waiting for Python (Arrow batches, fetch)
@@ -159,8 +138,18 @@ class DuckDBBackend(DatabaseBackend):
         except duckdb.Error as exc:
             raise LoadError(f"DuckDB error while {what}: {exc}") from exc
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return self.query(sql, params)
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[None]:
+        import duckdb
+
+        self.execute("BEGIN TRANSACTION", what="starting a transaction")
+        try:
+            yield
+        except BaseException:
+            with suppress(duckdb.Error):  # the transaction may already be aborted
+                self.connection.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT" if commit else "ROLLBACK", what="committing")
 
     def enable_s3(self, store: ObjectStore) -> None:
         """Load httpfs from the pinned wheel and hand DuckDB the credentials boto3 resolved."""
@@ -208,119 +197,15 @@ class DuckDBBackend(DatabaseBackend):
         credentials: Any = self._conn if self._conn is not None else str(Path(self.config.database_path).expanduser())
         return dlt.destinations.duckdb(credentials=credentials)
 
-    def state_manager(self, dataset: str) -> SqlStateManager:
-        return SqlStateManager(
-            self._execute,
-            self.quote,
-            dataset,
-            types={"text": "VARCHAR", "bigint": "BIGINT", "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN"},
-            ensure_schema=self.ensure_schema,
-        )
+    def native_reader(self, store: ObjectStore) -> DataReader:
+        from core.backends.duckdb.reader import DuckDBDataReader
 
-    def ensure_schema(self, dataset: str) -> None:
-        self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(dataset)}")
-
-    def data_reader(self, store: ObjectStore) -> DataReader:
         return DuckDBDataReader(store, self)
 
     def exists(self) -> bool:
         return Path(self.config.database_path).expanduser().exists()
 
-    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
-        rows = self.query(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [dataset, table],
-        )
-        return {name: type_name for name, type_name in rows}
-
-    def _prepare_table(self, dataset: str, table: str, files: Sequence[FilePlan]) -> None:
-        """Create the export table, or add the columns this version brings (drift)."""
-        wanted = union_columns(files)
-        target = self.qualified(dataset, table)
-        existing = self.table_columns(dataset, table)
-        if not existing:
-            body = ", ".join(f"{self.quote(n)} {TYPE_MAP[k]}" for n, k in wanted.items())
-            self.query(f"CREATE TABLE {target} ({body})")
-            return
-        for name, kind in wanted.items():
-            if name not in existing:
-                log.info("%s.%s: new column %s %s", dataset, table, name, TYPE_MAP[kind])
-                self.query(f"ALTER TABLE {target} ADD COLUMN {self.quote(name)} {TYPE_MAP[kind]}")
-
-    def replace_period(self, load: PeriodLoad) -> int:
-        import duckdb
-
-        conn = self.connection
-        target = self.qualified(load.dataset, load.table)
-        state = self.state_manager(load.dataset)
-        self.query("BEGIN TRANSACTION", what="starting a transaction")
-        try:
-            self.ensure_schema(load.dataset)
-            self._prepare_table(load.dataset, load.table, load.files)
-            self.query(f"DELETE FROM {target} WHERE billing_period = ?", [load.billing_period])
-            rows = 0
-            for plan in load.files:
-                what = f"loading {plan.file.key}"
-                reader = load.reader
-                if isinstance(reader, DuckDBDataReader) and reader.native(plan):
-                    sql, params = reader.select_sql(plan)
-                    inserted = self.query(f"INSERT INTO {target} BY NAME {sql}", params, what=what)
-                else:
-                    conn.register("_finops_batches", reader.batches(plan))
-                    try:
-                        inserted = self.query(
-                            f"INSERT INTO {target} BY NAME SELECT * FROM _finops_batches", what=what
-                        )
-                    finally:
-                        conn.unregister("_finops_batches")
-                count = int(inserted[0][0]) if inserted else 0
-                rows += count
-                if load.on_file_done:
-                    load.on_file_done(plan.file, count)
-            state.complete(load.record, rows=rows, files=len(load.files))
-            self.query("COMMIT", what=f"committing {load.table} {load.billing_period}")
-            return rows
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except duckdb.Error:  # the transaction may already be aborted
-                pass
-            raise
-
     def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
         cursor = self.connection.cursor()
         sql = f"SELECT * FROM {self.qualified(dataset, table)} WHERE billing_period = ?"
         return cursor.execute(sql, [billing_period]).fetch_record_batch(64 * 1024)
-
-    def list_tables(self, dataset: str) -> list[ExportTable]:
-        tables = self.query(
-            "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? "
-            "AND table_name <> ? ORDER BY table_name",
-            [dataset, "billing_period", STATE_TABLE],
-        )
-        return [self.summarise(dataset, table) for (table,) in tables]
-
-    def fetch(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.query(sql)
-
-    def check(self, dataset: str | None = None) -> CheckResult:
-        target = self.config.describe()
-        try:
-            started = time.perf_counter()
-            self.connect()
-            self.query("SELECT 1")
-            latency = (time.perf_counter() - started) * 1000
-            self.connection.execute("BEGIN TRANSACTION")
-            self.query("CREATE SCHEMA IF NOT EXISTS _finops_check")
-            self.query("CREATE TABLE _finops_check.probe (id INTEGER)")
-            self.connection.execute("ROLLBACK")
-        except ConfigError:
-            raise  # a missing or bad setting is exit 2, not an unreachable database
-        except (DestinationError, LoadError) as exc:
-            return CheckResult(ok=False, backend=self.name, target=target, error=exc.message)
-        version = self.query("SELECT version()")[0][0]
-        return CheckResult(
-            ok=True, backend=self.name, target=target, latency_ms=round(latency, 2),
-            details={"version": version, "can_create_schema": True, "can_create_table": True},
-        )

@@ -1,4 +1,6 @@
-"""Engine differences of the generic SQL backend, as data: type names, DDL behaviour, value conversions."""
+"""Engine differences of the generic SQL backend, as data: dialects, capabilities, value conversions.
+
+Type names come from :mod:`core.backends.sqlengine.types` like every other engine's."""
 
 from __future__ import annotations
 
@@ -6,31 +8,22 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
+from core.backends.base import Capabilities
+
 #: SQLAlchemy backend name → sqlglot dialect (identifier quoting)
 SQLGLOT_DIALECTS = {
     "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mysql", "postgresql": "postgres", "mssql": "tsql",
     "oracle": "oracle", "duckdb": "duckdb", "snowflake": "snowflake", "bigquery": "bigquery",
     "redshift": "redshift", "trino": "trino", "databricks": "databricks", "clickhouse": "clickhouse",
 }
-ANSI_TYPES = {
-    "string": "TEXT", "double": "DOUBLE PRECISION", "bigint": "BIGINT", "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP", "date": "DATE", "json": "TEXT",
+#: what each engine reached through SQLAlchemy can do; others get :data:`DEFAULT_CAPABILITIES`
+CAPABILITIES: dict[str, Capabilities] = {
+    "sqlite": Capabilities(schemas=False),  # a dataset is an attached database file, as dlt lays it out
+    "postgres": Capabilities(json_text_needs_cast=True),
+    "mysql": Capabilities(ddl="implicit_commit"),  # MySQL and MariaDB commit the open transaction on DDL
+    "oracle": Capabilities(ddl="implicit_commit"),
 }
-TYPE_MAPS: dict[str, dict[str, str]] = {
-    # SQLite: REAL is an 8-byte IEEE double (full precision); no JSON type, so JSON is TEXT
-    "sqlite": {**ANSI_TYPES, "double": "REAL", "bigint": "INTEGER"},
-    "mysql": {**ANSI_TYPES, "double": "DOUBLE", "timestamp": "DATETIME(6)", "json": "JSON"},
-    "postgres": {**ANSI_TYPES, "timestamp": "TIMESTAMPTZ", "json": "JSONB"},
-    "duckdb": {**ANSI_TYPES, "timestamp": "TIMESTAMPTZ", "json": "JSON"},
-    "tsql": {**ANSI_TYPES, "string": "NVARCHAR(MAX)", "double": "FLOAT", "boolean": "BIT",
-             "timestamp": "DATETIMEOFFSET", "json": "NVARCHAR(MAX)"},
-}
-#: engines whose JSON column refuses text in INSERT … SELECT without an explicit CAST
-JSON_TEXT_NEEDS_CAST = {"postgres"}
-#: engines whose DDL commits the open transaction implicitly
-IMPLICIT_COMMIT_DDL = {"mysql", "oracle"}
-#: engines that understand CREATE SCHEMA IF NOT EXISTS (SQLite attaches a file instead)
-CREATE_SCHEMA = {"postgres", "mysql", "duckdb", "snowflake", "databricks", "redshift"}
+DEFAULT_CAPABILITIES = Capabilities()
 TIMESTAMP_COLUMNS = {"started_at", "finished_at"}
 
 

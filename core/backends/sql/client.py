@@ -14,9 +14,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.backends.sql_config import GenericSQLConfig, mask_url
-from core.backends.sql_dialects import TIMESTAMP_COLUMNS, bind_value, parse_stamp
-from core.backends.sql_params import qmark_to_named
+from core.backends.sql.config import GenericSQLConfig, mask_url
+from core.backends.sql.dialects import TIMESTAMP_COLUMNS, bind_value, parse_stamp
+from core.backends.sqlengine.params import qmark_to_named
 from core.errors import ConfigError, DestinationError, LoadError
 
 

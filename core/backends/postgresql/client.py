@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from core.backends.postgresql_config import PostgreSQLConfig
+from core.backends.postgresql.config import PostgreSQLConfig
 from core.errors import DestinationError, LoadError, LockTimeoutError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.backends.postgresql_copy import CsvStream
+    from core.backends.postgresql.copy import CsvStream
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
 """DuckDB reads billing files itself: local paths, or ``s3://`` through httpfs with boto3's credentials.
 
+:class:`core.backends.duckdb.load.EngineScan` inserts the SELECT this reader builds; the reader only reads.
+
 Each file becomes one ``SELECT`` that renames and types its columns inside the engine (``to_json`` for CUR 2.0
 maps), so rows never pass through Python. ``.zip`` CSV, which DuckDB cannot open, goes through the Arrow reader.
 """
@@ -9,41 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.backends.base import DataReader, FilePlan, SourceColumn, SourceFile
+from core.backends.sqlengine.types import kind_of
 from core.errors import LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from core.backends.duckdb import DuckDBBackend
+    from core.backends.duckdb.backend import DuckDBBackend
     from core.storage import ObjectStore
-
-TYPE_MAP = {
-    "string": "VARCHAR",
-    "double": "DOUBLE",
-    "bigint": "BIGINT",
-    "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMPTZ",
-    "date": "DATE",
-    "json": "JSON",
-}
-
-def duckdb_kind(type_name: str) -> str:
-    """The logical kind of a DuckDB column type as DESCRIBE prints it."""
-    upper = type_name.upper()
-    if upper.startswith(("MAP", "STRUCT")) or upper.endswith("]"):
-        return "map"
-    if upper.startswith(("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
-        return "double"
-    if upper in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}:
-        return "bigint"
-    if upper == "BOOLEAN":
-        return "boolean"
-    if upper.startswith("TIMESTAMP"):
-        return "timestamp"
-    if upper == "DATE":
-        return "date"
-    return "string"
-
 
 
 class DuckDBDataReader(DataReader):
@@ -85,22 +60,25 @@ class DuckDBDataReader(DataReader):
             return self.fallback.describe(key, size=size)
         probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]
         scan, params = self._scan(probe)
-        rows = self.backend.query(f"DESCRIBE SELECT * FROM {scan}", params, what=f"reading {key}")
-        columns = tuple(SourceColumn(name, duckdb_kind(type_name)) for name, type_name, *_ in rows)  # type: ignore[arg-type]
+        rows = self.backend.execute(f"DESCRIBE SELECT * FROM {scan}", params, what=f"reading {key}").rows
+        columns = tuple(SourceColumn(name, kind_of(type_name, "duckdb")) for name, type_name, *_ in rows)  # type: ignore[arg-type]
         return SourceFile(key=key, format=fmt, compression=compression, columns=columns, size=size)  # type: ignore[arg-type]
+
+    def scan_sql(self, plan: FilePlan) -> tuple[str, list[Any]] | None:
+        return self.select_sql(plan) if self.native(plan) else None
 
     def select_sql(self, plan: FilePlan) -> tuple[str, list[Any]]:
         """One SELECT reading the file and typing every column as the plan says."""
-        q = self.backend.quote
+        q, engine_types = self.backend.quote, self.backend.types
         parts, params = [], []
         for spec in plan.columns:
             col = q(spec.source)
             if spec.source_kind == "map":
                 expr = f"to_json({col})"
             elif spec.source_kind == "string" and spec.kind != "string":
-                expr = f"CAST(NULLIF(TRIM({col}), '') AS {TYPE_MAP[spec.kind]})"
+                expr = f"CAST(NULLIF(TRIM({col}), '') AS {engine_types[spec.kind]})"
             else:
-                expr = f"CAST({col} AS {TYPE_MAP[spec.kind]})"
+                expr = f"CAST({col} AS {engine_types[spec.kind]})"
             parts.append(f"{expr} AS {q(spec.target)}")
         for name, value in plan.constants:
             parts.append(f"CAST(? AS VARCHAR) AS {q(name)}")

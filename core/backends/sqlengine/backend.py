@@ -1,0 +1,299 @@
+"""What every SQL engine does alike, written once: names, types, catalogue, state, summaries, ``check`` and the
+envelope that replaces one billing period.
+
+An engine package subclasses :class:`SqlBackend`, sets its data (``dialect``, ``capabilities``, ``strategy``,
+``max_identifier_length``) and implements the few primitives that differ: ``connect``/``close``, ``execute``
+(``?`` placeholders, driver errors translated), ``transaction``, ``read_period`` and ``get_dlt_destination``.
+Everything else here works through those, so a statement an import sends passes through ``execute`` — which is
+also where the exact-SQL tests listen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from core.backends.base import (
+    STATE_TABLE,
+    CheckResult,
+    ColumnKind,
+    DatabaseBackend,
+    DataReader,
+    ExportTable,
+    PeriodLoad,
+    PeriodSummary,
+)
+from core.backends.conform import union_columns
+from core.backends.sqlengine import names, types
+from core.backends.sqlengine.state import SqlStateManager
+from core.errors import ConfigError, FinOpsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.sqlengine.strategy import LoadStrategy
+    from core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+PROBE_SCHEMA = "_finops_check"
+PROBE_TABLE = "_finops_check_probe"
+
+
+@dataclass
+class Result:
+    """A statement's fetched rows and the row count the driver reported (``-1`` where it gives none)."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int = -1
+
+
+class SqlBackend(DatabaseBackend):
+    """A SQL engine; see the module docstring for what an engine package provides."""
+
+    #: sqlglot dialect: identifier quoting and type names
+    dialect: str
+    #: how rows reach the table (a :class:`~core.backends.sqlengine.strategy.LoadStrategy` class)
+    strategy: ClassVar[type[LoadStrategy]]
+    #: one row, one column: the server's version (``backends check``)
+    version_sql: ClassVar[str] = "SELECT version()"
+
+    # -- engine primitives ----------------------------------------------------------------------------------
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = (), *, what: str = "querying the database") -> Result:
+        """Run one statement with ``?`` placeholders (values always bound) and fetch its rows.
+
+        Raises:
+            DestinationError: the connection was lost (exit 4).
+            LoadError: any other failure of the statement.
+        """
+
+    @abstractmethod
+    def transaction(self, *, commit: bool = True) -> AbstractContextManager[None]:
+        """BEGIN … COMMIT around the block (ROLLBACK on any error, or when ``commit`` is off)."""
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any secret of this backend (driver messages may quote a connection string)."""
+        return text
+
+    # -- names and types ------------------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        """One identifier quoted for this engine's dialect."""
+        return names.quote_identifier(name, self.dialect)
+
+    def qualified(self, dataset: str, table: str) -> str:
+        return f"{self.quote(dataset)}.{self.quote(table)}"
+
+    def column(self, name: str) -> str:
+        """Our column name as stored: shortened stably (prefix + digest) past ``max_identifier_length``, where a
+        server would otherwise cut it silently (PostgreSQL) or refuse it (MySQL)."""
+        return names.fit_identifier(name, self.max_identifier_length)
+
+    @property
+    def types(self) -> dict[str, str]:
+        """Logical kind → this engine's type name."""
+        return types.type_map(self.dialect)
+
+    def kind_of(self, type_name: str) -> str:
+        """The logical kind of a column type as this engine's catalogue prints it."""
+        return types.kind_of(type_name, self.dialect)
+
+    # -- catalogue ------------------------------------------------------------------------------------------
+    def schema_exists(self, dataset: str) -> bool:
+        rows = self.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", [dataset]).rows
+        return bool(rows)
+
+    def ensure_schema(self, dataset: str) -> None:
+        """Create ``dataset`` unless it exists. Checked first because a server may refuse even ``CREATE SCHEMA IF
+        NOT EXISTS`` of an existing schema to a role that may only use it (a DBA created it)."""
+        if not self.schema_exists(dataset):
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(dataset)}", what=f"creating the schema {dataset}")
+
+    def open_dataset(self, dataset: str, *, create: bool = True) -> bool:
+        """Make ``dataset`` reachable on this connection (SQLite attaches its file). False: it does not exist
+        and ``create`` is off. Engines with schemas: nothing to do."""
+        return True
+
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        rows = self.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [dataset, table],
+        ).rows
+        return {name: type_name for name, type_name in rows}
+
+    def table_names(self, dataset: str) -> list[str]:
+        """Export tables in ``dataset``: those with a ``billing_period`` column, the state table excepted."""
+        rows = self.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? "
+            "AND table_name <> ? ORDER BY table_name",
+            [dataset, "billing_period", STATE_TABLE],
+        ).rows
+        return [table for (table,) in rows]
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def state_manager(self, dataset: str) -> SqlStateManager:
+        kinds = {"text": "string", "bigint": "bigint", "timestamp": "timestamp", "boolean": "boolean"}
+        return SqlStateManager(
+            self.state_executor(dataset), self.quote, dataset,
+            types={name: self.types[kind] for name, kind in kinds.items()}, ensure_schema=self.ensure_schema,
+        )
+
+    def state_executor(self, dataset: str) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
+        """How the state store of ``dataset`` runs its statements (``?`` placeholders; rows back)."""
+        return lambda sql, params: self.execute(sql, params, what="updating the load state").rows
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def data_reader(self, store: ObjectStore) -> DataReader:
+        if store.scheme in self.capabilities.native_schemes:
+            return self.native_reader(store)
+        from core.backends.readers import Boto3DataReader  # pyarrow: only when data is read
+
+        return Boto3DataReader(store)
+
+    def native_reader(self, store: ObjectStore) -> DataReader:
+        """The engine's own reader; called only for the schemes ``capabilities.native_schemes`` names."""
+        raise NotImplementedError(f"{self.name} declares native schemes but has no native reader")
+
+    # -- the replace envelope -------------------------------------------------------------------------------
+    def load_strategy(self, load: PeriodLoad) -> LoadStrategy:
+        return self.strategy()
+
+    def replace_period(self, load: PeriodLoad) -> int:
+        """Stage (outside the transaction), then in one transaction: DDL where the engine allows it, DELETE the
+        period, insert, the state row. Engines whose DDL cannot share the transaction get it just before."""
+        kinds = union_columns(load.files)
+        strategy = self.load_strategy(load)
+        early_ddl = not self.capabilities.transactional_ddl
+        try:
+            with strategy.staged(self, load, kinds) as staged:
+                self.ensure_schema(load.dataset)
+                if early_ddl:
+                    columns, created = self.prepare_table(load.dataset, load.table, kinds, index=True)
+                with self.transaction():
+                    if not early_ddl:
+                        columns, created = self.prepare_table(load.dataset, load.table, kinds, index=False)
+                    self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ?",
+                                 [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
+                    rows = strategy.insert(self, load, kinds, columns, staged) if load.files else 0
+                    if created and not early_ddl:
+                        self.create_index(load.dataset, load.table)  # built after the first rows: cheaper
+                    self.state_manager(load.dataset).complete(load.record, rows=rows, files=len(load.files))
+            return rows
+        except FinOpsError as exc:
+            exc.message = self.scrub(exc.message)
+            raise
+
+    def prepare_table(
+        self, dataset: str, table: str, kinds: Mapping[str, ColumnKind], *, index: bool
+    ) -> tuple[dict[str, str], bool]:
+        """Create the export table (with its index when ``index``), or add the columns this version brings
+        (drift). Returns the stored columns (engine name → type) and whether the table was created."""
+        target = self.qualified(dataset, table)
+        existing = self.table_columns(dataset, table)
+        engine_types = self.types
+        if not existing:
+            body = ", ".join(f"{self.quote(self.column(n))} {engine_types[k]}" for n, k in kinds.items())
+            self.execute(f"CREATE TABLE {target} ({body}){self.table_options(dataset, table)}",
+                         what=f"creating {dataset}.{table}")
+            if index:
+                self.create_index(dataset, table)
+            return {self.column(n): engine_types[k] for n, k in kinds.items()}, True
+        for name, kind in kinds.items():
+            stored = self.column(name)
+            if stored not in existing:
+                log.info("%s.%s: new column %s %s", dataset, table, stored, engine_types[kind])
+                self.execute(f"ALTER TABLE {target} ADD COLUMN {self.quote(stored)} {engine_types[kind]}",
+                             what=f"adding the column {stored} to {dataset}.{table}")
+                existing[stored] = engine_types[kind]
+        return existing, False
+
+    def table_options(self, dataset: str, table: str) -> str:
+        """Text after ``CREATE TABLE t (…)``: partitioning, clustering (none by default)."""
+        return ""
+
+    def index_sql(self, dataset: str, table: str) -> str | None:
+        """``CREATE INDEX`` on ``billing_period``, so that replacing one period does not scan them all."""
+        return None
+
+    def create_index(self, dataset: str, table: str) -> None:
+        sql = self.index_sql(dataset, table)
+        if sql:
+            self.execute(sql, what=f"indexing {dataset}.{table}")
+
+    # -- reading back ---------------------------------------------------------------------------------------
+    def summarise(self, dataset: str, table: str, *, cost_column: str | None = None) -> ExportTable:
+        has_cost = cost_column is not None and self.column(cost_column) in self.table_columns(dataset, table)
+        cost = f"SUM({self.quote(self.column(cost_column))})" if has_cost else "NULL"  # type: ignore[arg-type]
+        rows = self.execute(
+            f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
+            "GROUP BY billing_period ORDER BY billing_period", what=f"summarising {dataset}.{table}"
+        ).rows
+        return ExportTable(dataset, table, [PeriodSummary(p, int(n), None if c is None else float(c))
+                                            for p, n, c in rows])
+
+    def list_tables(self, dataset: str, *, cost_column: str | None = None) -> list[ExportTable]:
+        if not self.open_dataset(dataset, create=False):
+            return []
+        return [self.summarise(dataset, table, cost_column=cost_column) for table in self.table_names(dataset)]
+
+    # -- backends check -------------------------------------------------------------------------------------
+    def check(self, dataset: str | None = None) -> CheckResult:
+        target = self.config.describe()
+        dataset = dataset or self.dataset("") or None  # the backend's own schema key, when the caller has none
+        try:
+            started = time.perf_counter()
+            self.connect()
+            self.execute("SELECT 1")
+            latency = (time.perf_counter() - started) * 1000
+            details = {"version": self.server_version(), **self.probe(dataset), **self.check_details()}
+        except ConfigError:
+            raise  # a missing or bad setting is exit 2, not an unreachable database
+        except FinOpsError as exc:
+            return CheckResult(ok=False, backend=self.name, target=target, error=self.scrub(exc.message))
+        return CheckResult(ok=True, backend=self.name, target=target, latency_ms=round(latency, 2), details=details)
+
+    def server_version(self) -> str:
+        return str(self.execute(self.version_sql).rows[0][0])
+
+    def check_details(self) -> dict[str, Any]:
+        return {}
+
+    def probe(self, dataset: str | None) -> dict[str, Any]:
+        """Create a table where an import would write — in ``dataset`` when it exists (a role may hold rights on
+        that schema only), else in a new schema — and leave nothing behind (rolled back, or dropped where DDL
+        commits by itself)."""
+        schemas = self.capabilities.schemas
+        existing = bool(dataset) and schemas and self.schema_exists(dataset)  # type: ignore[arg-type]
+        schema = dataset if existing else PROBE_SCHEMA
+        table = self.qualified(schema, PROBE_TABLE) if schemas else self.quote(PROBE_TABLE)  # type: ignore[arg-type]
+        steps = [] if existing or not schemas else [(f"CREATE SCHEMA {self.quote(PROBE_SCHEMA)}", "creating a schema")]
+        steps.append((f"CREATE TABLE {table} (id INTEGER)", f"creating a table in {schema}"))
+        if self.capabilities.transactional_ddl:
+            with self.transaction(commit=False):
+                for sql, what in steps:
+                    self.execute(sql, what=what)
+        else:
+            with self._cleaned(table, drop_schema=schemas and not existing):
+                for sql, what in steps:
+                    self.execute(sql, what=what)
+        found = {"schema_exists": dataset} if existing else {"can_create_schema": schemas}
+        return {"can_create_table": True, **found}
+
+    @contextmanager
+    def _cleaned(self, table: str, *, drop_schema: bool) -> Iterator[None]:
+        """Drop the probe before (a leftover of an earlier check) and always after."""
+        drops = [f"DROP TABLE IF EXISTS {table}"]
+        if drop_schema:
+            drops.append(f"DROP SCHEMA IF EXISTS {self.quote(PROBE_SCHEMA)}")
+        for sql in drops:
+            self.execute(sql, what="dropping a leftover probe")
+        try:
+            yield
+        finally:
+            for sql in drops:
+                with suppress(FinOpsError):
+                    self.execute(sql, what="dropping the probe")

@@ -1,0 +1,275 @@
+"""The vendor-neutral import loop: lock, recover interrupted runs, plan, replace each period, record, report.
+
+A vendor (``vendors/aws``) finds what its source holds and describes each billing period as a
+:class:`PeriodSource` — where its files are, which version it is, and how to name and type the columns of one of
+its files. This module does the rest, the same for every vendor and every engine: it decides what needs loading
+from the load state, hands the backend one :class:`~core.backends.base.PeriodLoad` per period to replace
+atomically, and records every attempt as ``running`` → ``completed`` / ``failed`` / ``interrupted``. A failed
+period never stops the others; an unreachable source or destination stops the run with its exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from core.backends.base import FilePlan, LoadRecord, PeriodLoad, SourceFile
+from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated
+from core.state import LoadStateTracker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.backends.base import DatabaseBackend, DataReader
+    from core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+Status = Literal["loaded", "skipped", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class PeriodSource:
+    """One billing period of one export as its vendor found it."""
+
+    export_name: str
+    billing_period: str
+    version_id: str
+    data_format_version: str
+    #: where the period is described (a manifest's URI): stored as the state's ``source_location``
+    location: str
+    data_keys: tuple[str, ...]
+    #: the vendor's naming and typing of one file of this period
+    plan: Callable[[SourceFile], FilePlan] = field(compare=False, repr=False)
+
+
+class ProgressListener:
+    """Hooks the CLI uses to draw progress; the defaults do nothing (library use, cron)."""
+
+    def plan(self, periods: int, files: int, size: int) -> None: ...
+
+    def period_started(self, period: PeriodSource, files: int, size: int) -> None: ...
+
+    def file_done(self, period: PeriodSource, source: SourceFile, rows: int) -> None: ...
+
+    def period_finished(self, outcome: PeriodOutcome) -> None: ...
+
+
+@dataclass
+class PeriodOutcome:
+    export_name: str
+    billing_period: str | None
+    version_id: str | None
+    status: Status
+    table: str | None = None
+    rows: int | None = None
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ImportReport:
+    backend: str
+    destination: str
+    dataset: str
+    source: str
+    dry_run: bool
+    outcomes: list[PeriodOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PeriodOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = defaultdict(int)
+        for outcome in self.outcomes:
+            counts[outcome.status] += 1
+        return {
+            "backend": self.backend,
+            "destination": self.destination,
+            "dataset": self.dataset,
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "summary": {
+                "loaded": counts["loaded"],
+                "skipped": counts["skipped"],
+                "failed": counts["failed"],
+                "planned": counts["planned"],
+                "rows": sum(o.rows or 0 for o in self.outcomes if o.status == "loaded"),
+            },
+            "periods": [asdict(o) for o in self.outcomes],
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass
+class Ingest:
+    """One run's settings: where from, where to, which vendor's rows."""
+
+    backend: DatabaseBackend
+    store: ObjectStore
+    dataset: str
+    vendor: str
+    reset: bool = False
+    lock_timeout: float = 900.0
+    progress: ProgressListener = field(default_factory=ProgressListener)
+
+    def run(self, periods: Iterable[PeriodSource], report: ImportReport, *, dry_run: bool = False) -> ImportReport:
+        """Load (or, with ``dry_run``, plan) every period that needs it, export by export.
+
+        Raises:
+            SourceError: the source is unreachable or refuses the credentials (exit 3).
+            DestinationError: the database is unreachable (exit 4).
+            LockTimeoutError: another import of an export held the lock past ``lock_timeout`` (exit 1).
+        """
+        by_export: dict[str, list[PeriodSource]] = defaultdict(list)
+        for period in periods:
+            by_export[period.export_name].append(period)
+        for export_name, exports in by_export.items():
+            if dry_run:
+                report.outcomes.extend(self._plan_only(export_name, exports))
+                continue
+            # Lock first, then connect: an embedded engine admits one writer, and a waiting import must not hold it.
+            with self.backend.lock(export_name, timeout=self.lock_timeout), self.backend:
+                report.outcomes.extend(self._import_export(export_name, exports))
+        report.outcomes.sort(key=lambda o: (o.export_name, o.billing_period or ""))
+        return report
+
+    def _tracker(self) -> LoadStateTracker:
+        return LoadStateTracker(self.backend.state_manager(self.dataset), vendor=self.vendor)
+
+    def _plan_only(self, export_name: str, periods: Sequence[PeriodSource]) -> list[PeriodOutcome]:
+        tracker = self._tracker()
+        current = {r.billing_period: r for r in read_state(self.backend, self.dataset, self.vendor, export_name)
+                   if r.is_current}
+        table = self.backend.table_name(export_name)
+        outcomes = []
+        for period in periods:
+            loaded = current.get(period.billing_period)
+            needed = tracker.needs_load(loaded, period.version_id, reset=self.reset)
+            outcomes.append(PeriodOutcome(
+                export_name, period.billing_period, period.version_id, "planned" if needed else "skipped",
+                table=table, files=len(period.data_keys), bytes=sum(sizes(self.store, period).values()),
+                reason=_reason(loaded, period, self.reset) if needed else "already loaded",
+            ))
+        return outcomes
+
+    def _import_export(self, export_name: str, periods: Sequence[PeriodSource]) -> list[PeriodOutcome]:
+        tracker = self._tracker()
+        tracker.ensure()
+        tracker.recover_interrupted(export_name)
+        current = tracker.current(export_name)
+        table = self.backend.table_name(export_name)
+        todo = [p for p in periods if tracker.needs_load(current.get(p.billing_period), p.version_id,
+                                                         reset=self.reset)]
+        file_sizes = {p: sizes(self.store, p) for p in todo}
+        self.progress.plan(len(todo), sum(len(p.data_keys) for p in todo),
+                           sum(sum(s.values()) for s in file_sizes.values()))
+        outcomes = [
+            PeriodOutcome(export_name, p.billing_period, p.version_id, "skipped", table=table,
+                          rows=current[p.billing_period].row_count, files=len(p.data_keys), reason="already loaded")
+            for p in periods if p not in todo
+        ]
+        reader = self.backend.data_reader(self.store) if todo else None
+        for period in todo:
+            outcome = self._load_period(tracker, reader, table, period, file_sizes[period])  # type: ignore[arg-type]
+            self.progress.period_finished(outcome)
+            outcomes.append(outcome)
+        return outcomes
+
+    def _load_period(
+        self, tracker: LoadStateTracker, reader: DataReader, table: str, period: PeriodSource, file_sizes: dict[str, int]
+    ) -> PeriodOutcome:
+        started = time.perf_counter()
+        size = sum(file_sizes.values())
+        record = tracker.begin(LoadRecord(
+            vendor=self.vendor, export_name=period.export_name, billing_period=period.billing_period,
+            version_id=period.version_id, data_format_version=period.data_format_version,
+            source_location=period.location, file_count=len(period.data_keys),
+        ))
+        self.progress.period_started(period, len(period.data_keys), size)
+        log.info("Loading %s %s version %s: %d file(s), %d bytes", period.export_name, period.billing_period,
+                 period.version_id, len(period.data_keys), size)
+        outcome = PeriodOutcome(period.export_name, period.billing_period, period.version_id, "loaded",
+                                table=table, files=len(period.data_keys), bytes=size)
+        try:
+            plans = [period.plan(reader.describe(key, size=file_sizes.get(key, 0))) for key in period.data_keys]
+            outcome.rows = self.backend.replace_period(PeriodLoad(
+                dataset=self.dataset, table=table, billing_period=period.billing_period, files=plans,
+                record=record, reader=reader,
+                on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
+            ))
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
+            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
+            _record(lambda: tracker.interrupted(record, why), record)
+            raise
+        except (SourceError, DestinationError) as exc:
+            _record(lambda: tracker.fail(record, exc.message), record)
+            raise
+        except FinOpsError as exc:
+            outcome.status, outcome.error = "failed", exc.message
+            _record(lambda: tracker.fail(record, exc.message), record)
+            log.error("%s %s failed: %s", period.export_name, period.billing_period, exc.message)
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        return outcome
+
+
+def sizes(store: ObjectStore, period: PeriodSource) -> dict[str, int]:
+    """Object sizes of a period's files (one listing of each folder they share), for progress and the plan."""
+    folders = {key.rsplit("/", 1)[0] + "/" if "/" in key else "" for key in period.data_keys}
+    found: dict[str, int] = {}
+    wanted = set(period.data_keys)
+    for folder in folders:
+        for info in store.list(folder):
+            if info.key in wanted:
+                found[info.key] = info.size
+    return found
+
+
+def read_state(
+    backend: DatabaseBackend, dataset: str, vendor: str, export_name: str | None = None,
+    billing_period: str | None = None,
+) -> list[LoadRecord]:
+    """The load history as stored, for commands that only look (dry run, ``list-manifests``, ``show-state``).
+
+    Creates nothing: no database file (an embedded engine's that does not exist yet), no schema, no state table.
+
+    Raises:
+        DestinationError: the database is unreachable (a missing state table just means nothing is loaded).
+    """
+    if not backend.exists():
+        return []
+    tracker = LoadStateTracker(backend.state_manager(dataset), vendor=vendor)
+    with backend:
+        try:
+            return tracker.history(export_name, billing_period)
+        except LoadError:
+            return []  # no state table yet
+
+
+def _reason(loaded: LoadRecord | None, period: PeriodSource, reset: bool) -> str:
+    if reset:
+        return "reset requested"
+    if loaded is None:
+        return "not loaded yet"
+    if loaded.version_id != period.version_id:
+        return f"new version (loaded: {loaded.version_id})"
+    return f"previous attempt {loaded.status}"
+
+
+def _record(write: Callable[[], Any], record: LoadRecord) -> None:
+    """Write an attempt's end; the database itself may be what failed, which must not hide the first error."""
+    try:
+        write()
+    except (FinOpsError, KeyboardInterrupt) as exc:
+        reason = exc.message if isinstance(exc, FinOpsError) else "interrupted again"
+        log.error("Could not record the end of %s %s: %s", record.export_name, record.billing_period, reason)
