@@ -79,22 +79,30 @@ def start_server() -> MariaServer:
     if done.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"mariadb-install-db failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    port = _free_port()
     log = root / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [daemon, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
-             f"--socket={root / 'mysqld.sock'}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve",
-             "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--character-set-server=utf8mb4",
-             "--max-connections=200", *as_root],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
-    server = MariaServer("127.0.0.1", port, "finops", "finops-pw", "finops", root, process)
-    try:
-        _bootstrap(server)
-    except Exception:
-        stop_server(server)
-        raise
+    for attempt in range(5):
+        # A port free when we looked may be taken before mariadbd binds it: then start again on another one.
+        port = _free_port()
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [daemon, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+                 f"--socket={root / 'mysqld.sock'}", f"--pid-file={root / 'mysqld.pid'}", "--skip-name-resolve",
+                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--character-set-server=utf8mb4",
+                 "--max-connections=200", *as_root],
+                stdout=sink, stderr=subprocess.STDOUT,
+            )
+        server = MariaServer("127.0.0.1", port, "finops", "finops-pw", "finops", root, process)
+        try:
+            _bootstrap(server)
+        except Exception:
+            text = log.read_text(errors="replace")
+            in_use = "Address already in use" in text or "Do you already have another" in text
+            if in_use and attempt < 4:
+                _stop_process(process)
+                continue
+            stop_server(server)
+            raise
+        break
     return server
 
 
@@ -120,14 +128,18 @@ def _bootstrap(server: MariaServer) -> None:
         conn.close()
 
 
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def stop_server(server: MariaServer) -> None:
     try:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+        _stop_process(server.process)
     finally:
         shutil.rmtree(server.root, ignore_errors=True)
 

@@ -134,7 +134,8 @@ def start_server() -> PgServer:
         "host all all 127.0.0.1/32 trust\n"
     )
     last_error = ""
-    for _attempt in range(3):
+    for _attempt in range(5):
+        # A port free when we looked may be taken before the server binds it (EADDRINUSE): start again on another.
         port = _free_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
