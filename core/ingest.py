@@ -187,7 +187,8 @@ class Ingest:
         return outcomes
 
     def _load_period(
-        self, tracker: LoadStateTracker, reader: DataReader, table: str, period: PeriodSource, file_sizes: dict[str, int]
+        self, tracker: LoadStateTracker, reader: DataReader, table: str, period: PeriodSource,
+        file_sizes: dict[str, int],
     ) -> PeriodOutcome:
         started = time.perf_counter()
         size = sum(file_sizes.values())
@@ -208,16 +209,16 @@ class Ingest:
                 record=record, reader=reader,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             ))
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
-            why = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
-            _record(lambda: tracker.interrupted(record, why), record)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
+            why = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "stopped by the user (Ctrl-C)"
+            _record(tracker.interrupted, record, why)
             raise
         except (SourceError, DestinationError) as exc:
-            _record(lambda: tracker.fail(record, exc.message), record)
+            _record(tracker.fail, record, exc.message)
             raise
         except FinOpsError as exc:
             outcome.status, outcome.error = "failed", exc.message
-            _record(lambda: tracker.fail(record, exc.message), record)
+            _record(tracker.fail, record, exc.message)
             log.error("%s %s failed: %s", period.export_name, period.billing_period, exc.message)
         outcome.seconds = round(time.perf_counter() - started, 3)
         return outcome
@@ -266,10 +267,10 @@ def _reason(loaded: LoadRecord | None, period: PeriodSource, reset: bool) -> str
     return f"previous attempt {loaded.status}"
 
 
-def _record(write: Callable[[], Any], record: LoadRecord) -> None:
+def _record(write: Callable[[LoadRecord, str], Any], record: LoadRecord, why: str) -> None:
     """Write an attempt's end; the database itself may be what failed, which must not hide the first error."""
     try:
-        write()
+        write(record, why)
     except (FinOpsError, KeyboardInterrupt) as exc:
         reason = exc.message if isinstance(exc, FinOpsError) else "interrupted again"
         log.error("Could not record the end of %s %s: %s", record.export_name, record.billing_period, reason)

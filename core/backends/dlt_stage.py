@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.backends import conform
 from core.backends.base import ColumnKind, FilePlan, PeriodLoad
-from core.backends.sqlengine.strategy import LoadStrategy
+from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
 from core.errors import DestinationError, FinOpsError, LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,10 +137,9 @@ class DltStageSwap(LoadStrategy):
     """Stage through the backend's dlt destination, then ``INSERT … SELECT`` inside the transaction."""
 
     @contextmanager
-    def staged(
-        self, backend: SqlBackend, load: PeriodLoad, kinds: Mapping[str, ColumnKind]
-    ) -> Iterator[tuple[StageLayout, StagedTable | None, int]]:
-        """Yields ``(layout, staging table, rows read)``; a period with no files stages nothing (``None, 0``).
+    def staged(self, backend: SqlBackend, load: PeriodLoad, kinds: Kinds) -> Iterator[Any]:
+        """Yields ``(layout, staging table, rows read)`` (a :class:`StageLayout`, a :class:`StagedTable`); a
+        period with no files stages nothing (``None, 0``).
         The staging table is dropped on the way out; a failure to drop is logged, never raised over the load's
         own outcome."""
         layout = stage_layout(load.dataset, load.table, load.files, backend.max_identifier_length)
@@ -165,14 +164,7 @@ class DltStageSwap(LoadStrategy):
                 except FinOpsError as exc:
                     log.warning("Could not drop the staging table %s: %s", source.qualified, exc.message)
 
-    def insert(
-        self,
-        backend: SqlBackend,
-        load: PeriodLoad,
-        kinds: Mapping[str, ColumnKind],
-        columns: Mapping[str, str],
-        staged: tuple[StageLayout, StagedTable | None, int],
-    ) -> int:
+    def insert(self, backend: SqlBackend, load: PeriodLoad, kinds: Kinds, columns: Columns, staged: Any) -> int:
         layout, source, count = staged
         if source is None or not count:  # files with a header and no rows stage nothing
             return 0

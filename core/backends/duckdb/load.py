@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from core.backends.sqlengine.strategy import LoadStrategy
+from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.backends.base import ColumnKind, PeriodLoad
+    from core.backends.base import PeriodLoad
     from core.backends.duckdb.backend import DuckDBBackend
 
 
@@ -17,14 +16,8 @@ class EngineScan(LoadStrategy):
     reader's SELECT), or scans the Arrow batches of another reader registered as a view (``.zip`` CSV, a table
     copied from another backend). No row passes through Python either way."""
 
-    def insert(
-        self,
-        backend: DuckDBBackend,  # type: ignore[override]
-        load: PeriodLoad,
-        kinds: Mapping[str, ColumnKind],
-        columns: Mapping[str, str],
-        staged: Any,
-    ) -> int:
+    def insert(self, backend: DuckDBBackend, load: PeriodLoad, kinds: Kinds,  # type: ignore[override]
+               columns: Columns, staged: Any) -> int:
         target = backend.qualified(load.dataset, load.table)
         rows = 0
         for plan in load.files:

@@ -1,18 +1,7 @@
-"""PostgreSQL. ``PostgreSQLBackend`` is imported on first use, so that reading the settings model
-(:mod:`core.backends.postgresql.config`) loads no engine code."""
+"""PostgreSQL. ``PostgreSQLBackend`` is imported on first use (:mod:`core.backends.lazy`)."""
 
-from __future__ import annotations
-
-from typing import Any
-
+from core.backends.lazy import lazy_exports
 from core.backends.postgresql.config import PostgreSQLConfig
 
 __all__ = ["PostgreSQLBackend", "PostgreSQLConfig"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PostgreSQLBackend":
-        from core.backends.postgresql.backend import PostgreSQLBackend
-
-        return PostgreSQLBackend
-    raise AttributeError(name)
+__getattr__ = lazy_exports("core.backends.postgresql.backend", "PostgreSQLBackend")

@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from core.backends.base import FilePlan
-from core.backends.sqlengine.strategy import LoadStrategy
+from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
 from core.errors import FinOpsError, LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
 
     import pyarrow as pa
 
-    from core.backends.base import ColumnKind, PeriodLoad
+    from core.backends.base import PeriodLoad
     from core.backends.postgresql.backend import PostgreSQLBackend
 
 log = logging.getLogger(__name__)
@@ -163,14 +162,8 @@ class CopyStream(LoadStrategy):
     transaction; PostgreSQL's input functions type each value as the column is stored (JSON text → ``jsonb``, a
     drifted type → the table's). The rows the server reports are checked against the rows read."""
 
-    def insert(
-        self,
-        backend: PostgreSQLBackend,  # type: ignore[override]
-        load: PeriodLoad,
-        kinds: Mapping[str, ColumnKind],
-        columns: Mapping[str, str],
-        staged: Any,
-    ) -> int:
+    def insert(self, backend: PostgreSQLBackend, load: PeriodLoad, kinds: Kinds,  # type: ignore[override]
+               columns: Columns, staged: Any) -> int:
         import pyarrow as pa
 
         from core.backends.conform import period_batches

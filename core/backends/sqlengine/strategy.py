@@ -26,11 +26,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.backends.sqlengine.backend import SqlBackend
 
 
+#: the period's columns (our names, ``billing_period`` first) and their logical kinds
+Kinds = Mapping[str, "ColumnKind"]
+#: the table's columns as stored (engine names) → engine type, after any DDL of this load
+Columns = Mapping[str, str]
+
+
 class LoadStrategy(ABC):
     """One way of putting a period's rows into its table; see the module docstring."""
 
     @contextmanager
-    def staged(self, backend: SqlBackend, load: PeriodLoad, kinds: Mapping[str, ColumnKind]) -> Iterator[Any]:
+    def staged(self, backend: SqlBackend, load: PeriodLoad, kinds: Kinds) -> Iterator[Any]:
         """Work done before the replace transaction; yields what :meth:`insert` needs (default: nothing).
 
         Raises:
@@ -39,20 +45,11 @@ class LoadStrategy(ABC):
         yield None
 
     @abstractmethod
-    def insert(
-        self,
-        backend: SqlBackend,
-        load: PeriodLoad,
-        kinds: Mapping[str, ColumnKind],
-        columns: Mapping[str, str],
-        staged: Any,
-    ) -> int:
+    def insert(self, backend: SqlBackend, load: PeriodLoad, kinds: Kinds, columns: Columns, staged: Any) -> int:
         """Inside the transaction, after the period's old rows were deleted: insert the new ones.
 
-        Args:
-            kinds: the period's columns (our names) and their logical kinds, ``billing_period`` first.
-            columns: the table's columns as stored (engine names) → engine type, after any DDL of this load.
-            staged: what :meth:`staged` yielded.
+        ``staged`` is what :meth:`staged` yielded.
+
         Returns:
             The rows inserted; an engine's own count where it gives one, checked against the rows read.
         Raises:
