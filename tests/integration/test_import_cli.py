@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import json
 import subprocess
 import sys
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli_env, closed_port, run_cli
 from tests.integration.conftest import S3
 from tests.integration.targets import DuckDBTarget
 
 FIXTURES = ROOT / "tests" / "fixtures"
+pytestmark = pytest.mark.duckdb  # every test here imports into a DuckDB file
 
 
 def _env(s3: S3, target: DuckDBTarget, bucket: str, **extra: str) -> dict[str, str]:
@@ -194,22 +198,46 @@ def test_start_and_end_dates_filter_periods(s3: S3, target: DuckDBTarget, tmp_pa
     assert bad.code == 2 and "start_date" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def _lock_file(target: DuckDBTarget) -> Path:
+    """docs/BACKENDS.md: imports into one DuckDB file are serialised by ``<database_path>.finops-lock``."""
+    return target.path.with_name(target.path.name + ".finops-lock")
+
+
 def test_concurrent_imports_never_double_load(s3: S3, target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:
     root, bucket = tmp_path / "bucket", s3.new_bucket()
     truth = gen.write_cur2_export(root, prefix="", export_name="daily", periods=["2024-01", "2024-02", "2024-03"],
                                   rows_per_period=3000, files_per_period=2)
     s3.upload_tree(root, bucket)
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OPEN_FINOPS_", "AWS_"))}
-    env.update(_env(s3, target, bucket))
-    procs = [
-        subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--json"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
-    statuses = sorted(p["status"] for out, _ in outputs for p in json.loads(out)["periods"])
-    assert statuses == ["loaded"] * 3 + ["skipped"] * 3  # the second waited, then found nothing to do
+    env = cli_env(_env(s3, target, bucket))
+    # Both imports start while the lock is held (as by a third import), so they certainly run at the same time:
+    # each must say it is waiting before we let go.
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(_lock_file(target), "a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        procs = [
+            subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        errors: list[list[str]] = [[], []]
+        readers = [threading.Thread(target=lambda p=p, e=e: e.extend(p.stderr), daemon=True)
+                   for p, e in zip(procs, errors)]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + 120
+        while not all(any("waiting" in line for line in e) for e in errors):
+            assert time.monotonic() < deadline, errors
+            assert all(p.poll() is None for p in procs), errors
+            time.sleep(0.1)
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    outputs = [p.stdout.read() for p in procs]  # type: ignore[union-attr]
+    for p in procs:
+        p.wait(timeout=300)
+    for reader in readers:
+        reader.join(timeout=30)
+    assert [p.returncode for p in procs] == [0, 0], errors
+    statuses = sorted(p["status"] for out in outputs for p in json.loads(out)["periods"])
+    assert statuses == ["loaded"] * 3 + ["skipped"] * 3  # one loaded; the other waited, then found nothing to do
     _matches(target, "daily", truth)
     state = target.query("SELECT billing_period, COUNT(*) FROM aws_billing._finops_load_state GROUP BY 1")
     assert sorted(state) == [("2024-01", 1), ("2024-02", 1), ("2024-03", 1)]
@@ -240,23 +268,24 @@ def test_exit_codes_and_messages(s3: S3, target: DuckDBTarget, tmp_path: Path, g
     s3.upload_tree(root, bucket)
     env = _env(s3, target, bucket)
 
-    unknown = run_cli("aws", "import-cur", "--backend", "oracle9i", env=env)
+    unknown = run_cli("aws", "import-cur", "--backend", "oracle9i", env=env)  # exit 2 names the value and the choices
     assert unknown.code == 2 and "oracle9i" in unknown.stderr and "duckdb" in unknown.stderr
 
     no_source = run_cli("aws", "import-cur", env=target.env())
     assert no_source.code == 2 and "--bucket" in no_source.stderr
 
     no_bucket = run_cli("aws", "import-cur", "--bucket", "no-such-bucket-here", env=env)
-    assert no_bucket.code == 3, no_bucket.stderr
+    assert no_bucket.code == 3 and "no-such-bucket-here" in no_bucket.stderr, no_bucket.stderr
 
-    closed = run_cli("aws", "import-cur", env={**env, "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+    port = closed_port()
+    closed = run_cli("aws", "import-cur", env={**env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
                                                "AWS_MAX_ATTEMPTS": "1"})
-    assert closed.code == 3, closed.stderr
+    assert closed.code == 3 and f"127.0.0.1:{port}" in closed.stderr, closed.stderr
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     bad_db = run_cli("aws", "import-cur", "-D", f"database_path={blocker}/x.duckdb", env=env)
-    assert bad_db.code == 4, bad_db.stderr
+    assert bad_db.code == 4 and str(blocker) in bad_db.stderr, bad_db.stderr
 
     for result in (unknown, no_source, no_bucket, closed, bad_db):
         assert "Traceback" not in result.stderr and result.stdout == ""
@@ -345,13 +374,12 @@ def test_programmatic_use(s3: S3, tmp_path: Path, gen: Any, monkeypatch: pytest.
 
 
 def test_a_held_lock_times_out_with_a_clear_message(s3: S3, target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:
-    from core.backends.duckdb import DuckDBBackend, DuckDBConfig
-
     root, bucket = tmp_path / "bucket", s3.new_bucket()
     gen.write_cur2_export(root, prefix="", export_name="daily", periods=["2024-01"], rows_per_period=10)
     s3.upload_tree(root, bucket)
-    holder = DuckDBBackend(DuckDBConfig(database_path=target.path), data_dir=tmp_path)
-    with holder.lock("daily", timeout=0):  # as if another import were running
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(_lock_file(target), "a+") as held:  # as if another import were running
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = run_cli("aws", "import-cur", env=_env(s3, target, bucket, OPEN_FINOPS_PROJECT_LOCK_TIMEOUT="1"))
     assert result.code == 1
     assert "Another import" in result.stderr and "Traceback" not in result.stderr
