@@ -2,13 +2,24 @@
 
 Vendor code lists and reads manifests through :class:`ObjectStore`; data files are read by the backend's
 ``DataReader``, which gets the same store (and, for native S3 readers, the credentials boto3 resolved through
-:meth:`S3Store.connection_info`). boto3 is imported only when an S3 store is created.
+:meth:`S3Store.connection_info`). boto3 is imported only when an S3 store is created; the S3 side lives in
+:mod:`core.s3` and is re-exported here as ``S3Store``.
+
+Errors, by who has to fail (the contract's exit codes):
+
+* :class:`~core.errors.SourceError` (exit 3) only when the whole source is unusable: it cannot be reached or
+  listed, or it rejects the credentials.
+* :class:`~core.errors.LoadError` (exit 1, that period only) for one object that cannot be read: missing,
+  cut mid-stream after the retries, changed while being read, a key this store refuses.
+* ``OSError`` may still come out of :class:`LocalStore` (a file missing or unreadable); readers treat it as
+  they treat ``LoadError``.
+
+Keys are exact: what a manifest names is what is read. Nothing here strips a leading ``/``, collapses ``//``
+or resolves ``..``; :func:`key_problem` says why a key is unfit and the callers refuse it.
 """
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -18,25 +29,59 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from core.errors import SourceError
+from core.errors import ConfigError, LoadError, SourceError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import boto3
+    from core.s3 import S3Store  # noqa: F401 - what the module __getattr__ below returns
 
-log = logging.getLogger(__name__)
+#: Characters a glob-expanding reader (DuckDB's ``read_csv``/``read_parquet``, and ``?`` as the start of a URL
+#: query in its ``s3://`` paths) would interpret instead of reading them literally. Legal in S3 keys, and AWS
+#: allows ``*`` in report names, so a manifest may name such keys; :func:`needs_literal_read` tells an engine to
+#: read those through the streaming reader instead.
+GLOB_CHARACTERS = frozenset("*?[]{}")
 
-# botocore error codes that mean "you cannot reach or may not read this source" (exit 3), not "one bad file".
-_ACCESS_CODES = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "NoSuchBucket",
-    "AllAccessDisabled",
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
-}
+_URI_SCHEMES = ("s3://", "s3a://", "s3n://")
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be handed to a reader as it is, or ``None`` when it can.
+
+    Refused: an empty key, a leading ``/``, an empty segment (``a//b``, a trailing ``/``), ``.`` or ``..``
+    segments, a backslash, NUL or any other control character. Each is something a reader, an HTTP client or
+    a filesystem would normalise or interpret (``/`` stripped, ``..`` resolved, ``\\`` taken as a separator on
+    Windows), so the object read would not be the object the manifest named; locally some of them escape the
+    folder. AWS never writes such keys into a manifest.
+    """
+    if not key:
+        return "is empty"
+    if key.startswith("/"):
+        return "starts with '/' (keys are used exactly as written; readers strip or mis-join a leading '/')"
+    if "\\" in key:
+        return "contains a backslash"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return "contains a NUL or control character"
+    segments = key.split("/")
+    if "" in segments:
+        return "has an empty path segment ('//' or a trailing '/')"
+    if "." in segments or ".." in segments:
+        return "has a '.' or '..' path segment"
+    return None
+
+
+def needs_literal_read(key: str) -> bool:
+    """Whether ``key`` holds characters a glob-expanding reader would interpret (see :data:`GLOB_CHARACTERS`).
+
+    An engine that hands paths to a native reader which expands globs (DuckDB) must not do so for such a key: it
+    could read several objects, or none, instead of this one. It should read the file through the streaming
+    reader (the store's ``open``/``open_random``), which takes the key literally.
+    """
+    return any(ch in GLOB_CHARACTERS for ch in key)
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """``repr`` cut to a readable length: keys come from files we do not control and may be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 @dataclass(frozen=True)
@@ -65,6 +110,8 @@ class ObjectStore(ABC):
 
     #: ``s3`` or ``file``
     scheme: str
+    #: The bucket this store reads, when known; ``s3://`` URIs naming another bucket are refused.
+    bucket: str | None = None
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -75,39 +122,74 @@ class ObjectStore(ABC):
         """
 
     @abstractmethod
-    def read_bytes(self, key: str) -> bytes:
-        """The whole object; meant for small objects such as manifests."""
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The whole object; meant for small objects such as manifests.
+
+        Raises:
+            LoadError: the object cannot be read, or is larger than ``max_bytes``.
+            OSError: (local folders) the file is missing or unreadable.
+            SourceError: the whole source is unreachable or rejects the credentials.
+        """
 
     @abstractmethod
     def open(self, key: str) -> IO[bytes]:
-        """A streaming, forward-only binary reader of the object."""
+        """A streaming, forward-only binary reader of the object (same errors as :meth:`read_bytes`)."""
 
     @abstractmethod
     def open_random(self, key: str) -> IO[bytes]:
         """A seekable binary reader (Parquet footers live at the end); S3 serves it with range requests."""
 
     def read_head(self, key: str, size: int = 8) -> bytes:
-        """The first ``size`` bytes: enough for magic-byte format detection."""
+        """The first ``size`` bytes (fewer, or ``b""``, for a shorter object): enough for magic-byte sniffing."""
         with self.open_random(key) as handle:
             return handle.read(size)
 
     @abstractmethod
     def uri(self, key: str) -> str:
-        """The URI a native reader opens: ``s3://bucket/key`` or an absolute local path."""
+        """The URI a native reader opens: ``s3://bucket/key`` or an absolute local path.
+
+        Raises:
+            LoadError: the key is one this store refuses (see :func:`key_problem`).
+        """
 
     @abstractmethod
     def describe(self) -> str:
         """Where this store points, for messages and the state table (no secrets)."""
 
+    def needs_literal_read(self, key: str) -> bool:
+        """See :func:`needs_literal_read`; here so that an engine holding only the store can ask."""
+        return needs_literal_read(key)
+
     def key_from_uri(self, uri: str) -> str:
-        """Turn what a manifest wrote (a key, ``/key`` or ``s3://bucket/key``) into a key of this store."""
-        if uri.startswith(("s3://", "s3a://", "s3n://")):
-            return uri.split("://", 1)[1].split("/", 1)[1] if "/" in uri.split("://", 1)[1] else ""
-        return uri.lstrip("/")
+        """The key of this store that a manifest entry names: a plain key, or ``s3://bucket/key``.
+
+        The key is returned exactly as written (no ``/`` stripped, nothing resolved).
+
+        Raises:
+            ValueError: a URI naming another bucket than this store's, or naming no object.
+        """
+        if not uri.startswith(_URI_SCHEMES):
+            return uri
+        bucket, sep, key = uri.split("://", 1)[1].partition("/")
+        if not sep or not key:
+            raise ValueError(f"{short_repr(uri)} names no object")
+        if self.bucket is not None and bucket != self.bucket:
+            raise ValueError(f"{short_repr(uri)} is in bucket {bucket!r}, not in {self.bucket!r} which is read here")
+        return key
+
+    def _checked(self, key: str) -> str:
+        problem = key_problem(key)
+        if problem is not None:
+            raise LoadError(f"Refusing to read key {short_repr(key)} from {self.describe()}: it {problem}.")
+        return key
 
 
 class LocalStore(ObjectStore):
-    """A local folder laid out like the bucket (``--source-dir``)."""
+    """A local folder laid out like the bucket (``--source-dir``).
+
+    The folder stands for a bucket whose name we do not know, so ``s3://<any bucket>/key`` URIs are accepted
+    (the manifest layer still requires one manifest to name a single bucket).
+    """
 
     scheme = "file"
 
@@ -116,30 +198,44 @@ class LocalStore(ObjectStore):
         if not self.root.is_dir():
             raise SourceError(f"Source folder {self.root} does not exist or is not a folder.")
 
+    def _inside(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        prefix = prefix.lstrip("/")
+        prefix = prefix.lstrip("/")  # a prefix comes from the configuration, where '/a/b' means 'a/b'
         # Walk only the deepest folder the prefix names; the rest of the prefix filters names.
-        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        base = (self.root / prefix.rsplit("/", 1)[0]).resolve() if "/" in prefix else self.root
+        if not self._inside(base):
+            raise ConfigError(f"Prefix {short_repr(prefix)} points outside the source folder {self.root}.")
         if not base.is_dir():
             return
         found: list[ObjectInfo] = []
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, _dirs, files in os.walk(base):  # symlinked folders are not followed
             for name in files:
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    found.append(ObjectInfo(key=key, size=path.stat().st_size))
+                    try:
+                        size = path.stat().st_size
+                    except OSError:  # a dangling symlink: listed, so that reading it fails that period only
+                        size = 0
+                    found.append(ObjectInfo(key=key, size=size))
         yield from sorted(found, key=lambda o: o.key)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key.lstrip("/")).resolve()
-        if self.root not in path.parents and path != self.root:
-            raise SourceError(f"Key {key!r} points outside the source folder {self.root}.")
+        """The file of ``key``; a key that is not canonical, or whose file (symlinks followed) lies outside the
+        folder, fails that file (and so its period) with :class:`LoadError`, never the run."""
+        path = (self.root / self._checked(key)).resolve()
+        if not self._inside(path) or path == self.root:
+            raise LoadError(f"Refusing to read key {short_repr(key)}: it resolves outside the source folder {self.root}.")
         return path
 
-    def read_bytes(self, key: str) -> bytes:
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        path = self._path(key)
         try:
-            return self._path(key).read_bytes()
+            if max_bytes is not None and path.stat().st_size > max_bytes:
+                raise LoadError(f"{key} is larger than {max_bytes} bytes.")
+            return path.read_bytes()
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{key} not found in {self.root}") from exc
 
@@ -156,154 +252,10 @@ class LocalStore(ObjectStore):
         return str(self.root)
 
 
-class S3Store(ObjectStore):
-    """An S3 (or S3-compatible) bucket read through boto3's standard credential chain."""
+def __getattr__(name: str) -> Any:
+    """``from core.storage import S3Store`` without importing the S3 side (and boto3's types) eagerly."""
+    if name == "S3Store":
+        from core.s3 import S3Store
 
-    scheme = "s3"
-
-    def __init__(
-        self,
-        bucket: str,
-        *,
-        region: str | None = None,
-        endpoint_url: str | None = None,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        profile: str | None = None,
-    ) -> None:
-        import boto3  # the S3 client is only needed when reading from S3
-        from botocore.config import Config as BotoConfig
-
-        self.bucket = bucket
-        self._session: boto3.Session = boto3.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            region_name=region,
-            profile_name=profile,
-        )
-        self.region = self._session.region_name or "us-east-1"
-        # boto3 already honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL; an explicit [aws] endpoint_url wins.
-        self._client: Any = self._session.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=self.region,
-            config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60),
-        )
-        self.endpoint_url: str | None = self._client.meta.endpoint_url if self._has_custom_endpoint(endpoint_url) else None
-
-    @staticmethod
-    def _has_custom_endpoint(explicit: str | None) -> bool:
-        return bool(explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-
-    def _translate(self, exc: Exception, what: str) -> Exception:
-        from botocore.exceptions import (
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            PartialCredentialsError,
-        )
-
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            return SourceError(
-                f"No AWS credentials found while {what}.",
-                hint="Set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use an instance role.",
-            )
-        if isinstance(exc, EndpointConnectionError):
-            return SourceError(f"Cannot reach the S3 endpoint while {what}: {exc}")
-        if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in _ACCESS_CODES or status == 403:
-                return SourceError(f"S3 refused access to s3://{self.bucket} while {what}: {code or exc}")
-            if code in ("NoSuchKey", "NotFound", "404") or status == 404:  # as LocalStore: the file is missing
-                return FileNotFoundError(f"s3://{self.bucket}: no such object while {what}")
-        from botocore.exceptions import BotoCoreError
-
-        if isinstance(exc, BotoCoreError):
-            return SourceError(f"S3 error while {what}: {exc}")
-        return exc
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.lstrip("/")):
-                for obj in page.get("Contents", []):
-                    yield ObjectInfo(key=obj["Key"], size=int(obj.get("Size", 0)), etag=obj.get("ETag"))
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary, re-raised otherwise
-            raise self._translate(exc, f"listing s3://{self.bucket}/{prefix}") from exc
-
-    def _call(self, key: str, operation: str, **kwargs: Any) -> Any:
-        """One S3 call on ``key``, with access and network failures translated to :class:`SourceError`."""
-        try:
-            return getattr(self._client, operation)(Bucket=self.bucket, Key=key, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary, re-raised otherwise
-            translated = self._translate(exc, f"reading s3://{self.bucket}/{key}")
-            if translated is exc:
-                raise
-            raise translated from exc
-
-    def read_bytes(self, key: str) -> bytes:
-        return self._call(key, "get_object")["Body"].read()
-
-    def read_head(self, key: str, size: int = 8) -> bytes:
-        """One ranged GET of ``size`` bytes (not a HEAD plus a buffer-sized read)."""
-        return self._call(key, "get_object", Range=f"bytes=0-{size - 1}")["Body"].read()
-
-    def open(self, key: str) -> IO[bytes]:
-        return self._call(key, "get_object")["Body"]
-
-    def open_random(self, key: str) -> IO[bytes]:
-        size = int(self._call(key, "head_object")["ContentLength"])
-        return io.BufferedReader(_RangedS3Object(self, key, size), buffer_size=8 * 1024 * 1024)
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key.lstrip('/')}"
-
-    def describe(self) -> str:
-        return f"s3://{self.bucket}"
-
-    def connection_info(self) -> S3ConnectionInfo:
-        """The credentials boto3 resolved (env, profile, SSO, role…), frozen for a native reader."""
-        creds = self._session.get_credentials()
-        frozen = creds.get_frozen_credentials() if creds is not None else None
-        return S3ConnectionInfo(
-            region=self.region,
-            access_key_id=frozen.access_key if frozen else None,
-            secret_access_key=SecretStr(frozen.secret_key) if frozen and frozen.secret_key else None,
-            session_token=SecretStr(frozen.token) if frozen and frozen.token else None,
-            endpoint_url=self.endpoint_url,
-        )
-
-
-class _RangedS3Object(io.RawIOBase):
-    """A seekable S3 object: each read is one ranged GET (buffered by the caller)."""
-
-    def __init__(self, store: S3Store, key: str, size: int) -> None:
-        self._store, self._key, self._size, self._pos = store, key, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        if self._pos >= self._size:
-            return 0
-        end = min(self._pos + len(buffer), self._size) - 1
-        response = self._store._call(self._key, "get_object", Range=f"bytes={self._pos}-{end}")  # errors translated
-        try:
-            data = response["Body"].read()
-        except Exception as exc:  # noqa: BLE001 - a stream cut mid-body (ResponseStreamingError): translated
-            raise self._store._translate(exc, f"reading s3://{self._store.bucket}/{self._key}") from exc
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
