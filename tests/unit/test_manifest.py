@@ -144,10 +144,10 @@ def test_v1_overwrite_layout_several_periods(tmp_path: Path) -> None:
     assert all("/" not in k.removeprefix("prod/20240101-20240201/") for k in jan)
 
 
-def test_v1_report_keys_with_leading_slash_and_s3_uris(tmp_path: Path) -> None:
+def test_v1_report_keys_as_keys_and_s3_uris(tmp_path: Path) -> None:
     folder = "cur/prod/20240101-20240201"
-    doc = v1_doc("a1", [f"/{folder}/a1/prod-1.csv.gz", f"s3://other-bucket/{folder}/a1/prod-2.csv.gz",
-                        f"/{folder}/a1/prod-1.csv.gz"], bucket="")
+    doc = v1_doc("a1", [f"{folder}/a1/prod-1.csv.gz", f"s3://my-bucket/{folder}/a1/prod-2.csv.gz",
+                        f"{folder}/a1/prod-1.csv.gz"], bucket="")
     put(tmp_path, f"{folder}/prod-Manifest.json", doc)
     [m] = find_manifests(LocalStore(tmp_path), prefix="cur", export_name="prod").manifests
     assert m.data_keys == (f"{folder}/a1/prod-1.csv.gz", f"{folder}/a1/prod-2.csv.gz")
@@ -160,7 +160,7 @@ def test_v1_report_keys_with_leading_slash_and_s3_uris(tmp_path: Path) -> None:
 )
 def test_billing_period_compact_and_iso(tmp_path: Path, start: str, expected: str) -> None:
     m = parse_manifest(json.dumps(v1_doc("a1", [], start=start)).encode(), key="k", store=LocalStore(tmp_path),
-                       export_name="prod", cur_version="v1", period_from_key="1999-01")
+                       export_name="prod", cur_version="v1", period_from_key=None)
     assert m.billing_period == expected
 
 
@@ -326,6 +326,8 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------------------- malformed
 
+FEB = "20240201T000000.000Z"
+
 
 @pytest.mark.parametrize(
     ("content", "reason"),
@@ -334,9 +336,10 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any]) -> None:
      (v1_doc("a", [], start="2024-02-31T00:00:00Z"), "billingPeriod"),
      (v1_doc("a", [], start="soon"), "billingPeriod"),
      ({**v1_doc("a", []), "billingPeriod": "202402"}, "billingPeriod"),
-     (v1_doc("a", "prod-1.csv.gz"), "reportKeys"), (v1_doc("a", [1]), "reportKeys"),
-     ({k: v for k, v in v1_doc("a", []).items() if k != "reportKeys"}, "reportKeys"),
-     (v1_doc("a", [], columns=[{"category": "x"}]), "column"), (v1_doc("a", [], columns="x"), "columns")],
+     (v1_doc("a", "prod-1.csv.gz", start=FEB), "reportKeys"), (v1_doc("a", [1], start=FEB), "reportKeys"),
+     ({k: v for k, v in v1_doc("a", [], start=FEB).items() if k != "reportKeys"}, "reportKeys"),
+     (v1_doc("a", [], start=FEB, columns=[{"category": "x"}]), "column"),
+     (v1_doc("a", [], start=FEB, columns="x"), "columns")],
 )
 def test_malformed_manifest_is_a_problem_for_its_period_only(tmp_path: Path, content: Any, reason: str) -> None:
     write_v1(tmp_path, "", "prod", "20240101-20240201", "a1")
@@ -361,11 +364,21 @@ def test_v2_missing_execution_id(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ koku real-world layout
 
 
+def test_koku_fixture_with_leading_slash_keys_is_refused(tmp_path: Path) -> None:
+    """koku's empty-prefix fixture names ``/koku-local/…`` while its copy holds ``koku-local/…``: the manifest
+    does not name the object that exists, so it is refused (never read from a key other than the one named)."""
+    with tarfile.open(FIXTURES / "test_local_bucket.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    scan = find_manifests(LocalStore(tmp_path), export_name="koku-local")
+    assert scan.manifests == []
+    [problem] = scan.problems
+    assert problem.manifest_key == "koku-local/20180801-20180901/koku-local-Manifest.json"
+    assert "starts with '/'" in problem.error.reason and "/koku-local/20180801-20180901/" in problem.error.reason
+
+
 @pytest.mark.parametrize(
     ("tarball", "prefix", "export", "assembly", "data_key"),
     [
-        ("test_local_bucket.tar.gz", "", "koku-local", "16e57707-f9e3-49be-8be6-b84e684b5194",
-         "koku-local/20180801-20180901/16e57707-f9e3-49be-8be6-b84e684b5194/koku-local-1.csv.gz"),
         ("test_local_bucket_prefix.tar.gz", "my-prefix", "my-report", "861af42f-713c-4a42-9562-9158a7625630",
          "my-prefix/my-report/20180801-20180901/861af42f-713c-4a42-9562-9158a7625630/my-report-1.csv.gz"),
     ],

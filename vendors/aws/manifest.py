@@ -29,8 +29,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from core.errors import ConfigError, ManifestError
-from core.storage import ObjectStore
+from core.errors import ConfigError, LoadError, ManifestError
+from core.storage import ObjectStore, key_problem
+from core.storage import short_repr as _short
+
+# AWS writes manifests of a few hundred kilobytes: anything this big fails its period, not the process's memory.
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +110,17 @@ class _Candidate:
 # --------------------------------------------------------------------------------------------- parsing
 
 
-def parse_manifest(
-    raw: bytes,
-    *,
-    key: str,
-    store: ObjectStore,
-    export_name: str,
-    cur_version: CurVersion,
-    period_from_key: str | None,
-) -> BillingManifest:
+def parse_manifest(raw: bytes, *, key: str, store: ObjectStore, export_name: str, cur_version: CurVersion,
+                   period_from_key: str | None) -> BillingManifest:
     """Validate one manifest strictly: a half-understood manifest could make a period load the wrong files.
+
+    ``period_from_key`` is the period of the manifest's folder: a manifest claiming another is refused, since
+    loading it would replace a month it was not delivered for.
 
     Raises:
         ManifestError: the manifest is not usable; only its own billing period is affected.
     """
-    try:
-        doc = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(key, f"not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ManifestError(key, f"expected a JSON object, got {type(doc).__name__}")
+    doc = _json_object(raw, key)
 
     id_field = _ID_FIELD[cur_version]
     version_id = doc.get(id_field)
@@ -134,22 +129,42 @@ def parse_manifest(
 
     billing_period = _billing_period(doc.get("billingPeriod"), key, period_from_key)
     if period_from_key and billing_period != period_from_key:
-        log.warning("Manifest %s says billing period %s but its folder says %s; using %s.",
-                    key, billing_period, period_from_key, billing_period)
+        raise ManifestError(key, f"it says billing period {billing_period} but lies in the folder of "
+                                 f"{period_from_key}; neither month is loaded from it")
 
     data_keys = _data_keys(doc, key, store, _FILES_FIELD[cur_version])
     fmt, compression = _format_and_compression(doc, data_keys)
     return BillingManifest(
-        export_name=export_name,
-        cur_version=cur_version,
-        billing_period=billing_period,
-        version_id=version_id.strip(),
-        manifest_key=key,
-        data_keys=data_keys,
-        columns=_columns(doc.get("columns"), key, cur_version),
-        format_hint=fmt,
-        compression=compression,
+        export_name=export_name, cur_version=cur_version, billing_period=billing_period,
+        version_id=version_id.strip(), manifest_key=key, data_keys=data_keys,
+        columns=_columns(doc.get("columns"), key, cur_version), format_hint=fmt, compression=compression,
     )
+
+
+def _json_object(raw: bytes, key: str) -> dict[str, Any]:
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(key, f"{len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may hold")
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(key, f"not valid UTF-8 (byte {exc.start})") from exc
+    except RecursionError as exc:  # '[[[[…' nested deeper than the interpreter's stack
+        raise ManifestError(key, "not valid JSON (nested too deeply)") from exc
+    except ValueError as exc:  # JSONDecodeError, a duplicate field, an integer of thousands of digits
+        raise ManifestError(key, f"not valid JSON ({str(exc)[:200]})") from exc
+    if not isinstance(doc, dict):
+        raise ManifestError(key, f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A field written twice is ambiguous (json keeps the last, another reader the first): refused."""
+    doc: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in doc:
+            raise ValueError(f"field {_short(name, 60)} appears twice")
+        doc[name] = value
+    return doc
 
 
 def _billing_period(value: Any, key: str, period_from_key: str | None) -> str:
@@ -164,21 +179,32 @@ def _billing_period(value: Any, key: str, period_from_key: str | None) -> str:
     except ValueError:  # 2024-02-31 and the like
         day = None
     if day is None:
-        raise ManifestError(key, f"unparseable billingPeriod {value!r}")
+        raise ManifestError(key, f"unparseable billingPeriod {_short(value)}")
     return f"{day.year:04d}-{day.month:02d}"
 
 
 def _data_keys(doc: dict[str, Any], key: str, store: ObjectStore, field: str) -> tuple[str, ...]:
+    """The exact keys the engine reads: one a reader would normalise (``..``, ``//``, a leading ``/``…) refuses
+    the manifest. Glob characters are legal; engines check :func:`core.storage.needs_literal_read`."""
     # A missing list is an error, not "no files": the pipeline would otherwise empty a period on a bad manifest.
     entries = doc.get(field)
     if not isinstance(entries, list) or not all(isinstance(e, str) and e.strip() for e in entries):
         raise ManifestError(key, f"{field!r} must be a list of non-empty strings")
     keys: dict[str, None] = {}  # ordered set: a file listed twice must not be loaded twice
+    buckets: set[str] = set()
     for entry in entries:
-        data_key = store.key_from_uri(entry.strip())
-        if not data_key:
-            raise ManifestError(key, f"{field!r} entry {entry!r} names no object")
+        try:
+            data_key = store.key_from_uri(entry)
+        except ValueError as exc:
+            raise ManifestError(key, f"{field!r} entry {exc}") from exc
+        problem = key_problem(data_key)
+        if problem is not None:
+            raise ManifestError(key, f"{field!r} entry {_short(entry)} {problem}")
+        if data_key != entry:
+            buckets.add(entry.split("://", 1)[1].split("/", 1)[0])
         keys[data_key] = None
+    if len(buckets) > 1:
+        raise ManifestError(key, f"{field!r} names objects in several buckets ({', '.join(sorted(buckets))})")
     return tuple(keys)
 
 
@@ -191,10 +217,10 @@ def _columns(value: Any, key: str, cur_version: CurVersion) -> tuple[ManifestCol
     for item in value:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not name:
-            raise ManifestError(key, f"column without a name: {item!r}")
+            raise ManifestError(key, f"column without a name: {_short(item)}")
         category, col_type = item.get("category"), item.get("type")
         if not isinstance(category, (str, type(None))) or not isinstance(col_type, (str, type(None))):
-            raise ManifestError(key, f"column {name!r} has a non-text category or type")
+            raise ManifestError(key, f"column {_short(name)} has a non-text category or type")
         columns.append(ManifestColumn(category=(category or None) if cur_version == "v1" else None,
                                       name=name, type=col_type or None))
     return tuple(columns)
@@ -327,7 +353,7 @@ def find_manifests(
         groups = {k: v for k, v in _candidates(store, list_prefix).items() if k == (parent, export_name)}
 
     scan = ManifestScan(manifests=[], problems=[])
-    for (_export_parent, export), candidates in groups.items():
+    for candidates in groups.values():
         version = cur_version or _version_of(candidates)
         by_period: dict[str, list[_Candidate]] = defaultdict(list)
         for candidate in candidates:
@@ -348,13 +374,15 @@ def find_manifests(
 def _load_one(store: ObjectStore, chosen: _Candidate, version: CurVersion, scan: ManifestScan,
               start: str | None, end: str | None) -> None:
     try:
-        raw = store.read_bytes(chosen.key)
+        raw = store.read_bytes(chosen.key, max_bytes=MAX_MANIFEST_BYTES)
         manifest = parse_manifest(raw, key=chosen.key, store=store, export_name=chosen.export_name,
                                   cur_version=version, period_from_key=chosen.period)
     except FileNotFoundError as exc:  # deleted between listing and reading
         error = ManifestError(chosen.key, f"it disappeared before it could be read ({exc})")
     except ManifestError as exc:
         error = exc
+    except (LoadError, OSError) as exc:  # this object only (SourceError, the whole source, goes up)
+        error = ManifestError(chosen.key, f"it could not be read ({getattr(exc, 'message', None) or exc})")
     else:
         # The key's period was filtered before reading; the manifest's own period has the last word.
         if (start and manifest.billing_period < start) or (end and manifest.billing_period > end):
