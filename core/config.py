@@ -1,8 +1,9 @@
 """Configuration: ``config.toml`` + environment + command-line flags, resolved once.
 
 Precedence (highest first): command-line flag, environment variable, ``config.toml``, built-in default. It is
-implemented once, as pydantic-settings sources (:meth:`Config.settings_customise_sources`), and the same sources
-tell ``finops config show`` where each value came from.
+implemented once, as pydantic-settings sources (:meth:`Config.settings_customise_sources`, sources in
+:mod:`core.config_sources`). Each source records where every value it produced came from, and those records —
+of the one load — are what ``finops config show`` and the error messages report.
 
 Environment names follow the contract: ``OPEN_FINOPS_<SECTION>_<KEY>`` for ``[project]``/``[aws]``,
 ``OPEN_FINOPS_DATABASE_BACKEND``, and ``OPEN_FINOPS_DATABASE_<BACKEND>_<KEY>`` for backend keys. Secrets that
@@ -14,10 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tomllib
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +26,24 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from core.backends.duckdb.config import DuckDBConfig
 from core.backends.postgresql.config import PostgreSQLConfig
 from core.backends.sql.config import GenericSQLConfig
+from core.config_sources import (
+    CURRENT_LOAD,
+    ENV_PREFIX,
+    ContractEnvSource,
+    FinOpsTomlSource,
+    FlagSource,
+    LoadContext,
+    env_names,
+    recorded_origins,
+    walk_fields,
+)
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "OPEN_FINOPS_"
+__all__ = ["ENV_PREFIX", "AwsSettings", "Config", "DatabaseSettings", "ProjectSettings", "SettingValue",
+           "env_names", "normalise_period"]
+
 DEFAULT_CONFIG_PATH = Path("config.toml")
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-\d{2})?$")
 
@@ -119,145 +131,6 @@ class AwsSettings(BaseModel):
         return "" if value is None else str(value).strip("/")
 
 
-# -------------------------------------------------------------------------------------------------- sources
-
-
-@dataclass
-class _LoadContext:
-    path: Path | None
-    environ: Mapping[str, str]
-    warnings: list[str] = field(default_factory=list)
-
-
-_CONTEXT: ContextVar[_LoadContext] = ContextVar("finops_config_context")
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _walk_fields(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for name, info in model.model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("internal"):
-            continue
-        if _is_model(info.annotation):
-            yield from _walk_fields(info.annotation, (*path, name))
-        else:
-            yield (*path, name), info
-
-
-def env_names(path: tuple[str, ...], info: Any) -> list[str]:
-    """Environment variables for one setting, most specific first."""
-    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    names = [] if extra.get("env_only_names") else [ENV_PREFIX + "_".join(path).upper()]
-    names.extend(extra.get("env", []))
-    return names
-
-
-class ContractEnvSource(PydanticBaseSettingsSource):
-    """Environment variables named as the contract says (no ambiguous nested-delimiter splitting)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self.environ = environ
-        self.origins: dict[tuple[str, ...], str] = {}
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for path, info in _walk_fields(self.settings_cls):
-            for env_name in env_names(path, info):
-                if env_name in self.environ and self.environ[env_name] != "":
-                    _set_path(values, path, self.environ[env_name])
-                    self.origins[path] = f"env {env_name}"
-                    break
-        # The earlier DuckDB-only releases read the database file from OPEN_FINOPS_DATABASE_PATH.
-        legacy = self.environ.get("OPEN_FINOPS_DATABASE_PATH")
-        if legacy and ("database", "duckdb", "database_path") not in self.origins:
-            _set_path(values, ("database", "duckdb", "database_path"), legacy)
-            self.origins[("database", "duckdb", "database_path")] = "env OPEN_FINOPS_DATABASE_PATH"
-        return values
-
-
-class FinOpsTomlSource(PydanticBaseSettingsSource):
-    """``config.toml``, with unknown keys reported (not fatal) and env-only secrets refused."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None, warnings: list[str]) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-        self.warnings = warnings
-        self.data: dict[str, Any] = {}
-        if path is not None and path.exists():
-            try:
-                with path.open("rb") as handle:
-                    self.data = tomllib.load(handle)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-            except OSError as exc:
-                raise ConfigError(f"Cannot read {path}: {exc}") from exc
-        self._check_keys()
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
-        return None, field_name, False
-
-    def _check_keys(self) -> None:
-        known = dict(_walk_fields(self.settings_cls))
-        for path, _value in list(_flatten(self.data)):
-            dotted = ".".join(path)
-            if path[0] in ("azure", "gcp"):
-                continue  # reserved by the earlier releases; accepted and ignored
-            if path[-1] == "table_strategy":
-                self.warnings.append(
-                    f"{dotted} in {self.path} is ignored: every export is loaded into one table, with a "
-                    "billing_period column."
-                )
-            elif path not in known:
-                self.warnings.append(f"Unknown setting {dotted} in {self.path} (ignored).")
-            elif isinstance(known[path].json_schema_extra, dict) and known[path].json_schema_extra.get("env_only_names"):
-                names = " or ".join(known[path].json_schema_extra.get("env", []))
-                self.warnings.append(f"{dotted} in {self.path} is ignored: this secret is read only from {names}.")
-                _del_path(self.data, path)
-            elif path in (("aws", "access_key_id"), ("aws", "secret_access_key")):
-                self.warnings.append(
-                    f"{dotted} is set in {self.path}; it still works, but prefer the AWS credential chain "
-                    "(AWS_PROFILE, SSO, instance roles) so that no key sits in a file."
-                )
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.data.items() if k not in ("azure", "gcp")}
-
-
-def _flatten(data: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            yield from _flatten(value, (*path, key))
-        else:
-            yield (*path, key), value
-
-
-def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        target = target.setdefault(key, {})
-    target[path[-1]] = value
-
-
-def _del_path(target: dict[str, Any], path: tuple[str, ...]) -> None:
-    for key in path[:-1]:
-        target = target.get(key, {})
-    target.pop(path[-1], None)
-
-
-def _has_path(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
-    for key in path:
-        if not isinstance(data, Mapping) or key not in data:
-            return False
-        data = data[key]
-    return True
-
-
 # --------------------------------------------------------------------------------------------------- config
 
 
@@ -287,12 +160,16 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        ctx = _CONTEXT.get(None) or _LoadContext(path=DEFAULT_CONFIG_PATH, environ=os.environ)
-        return (
-            init_settings,  # command-line flags
+        ctx = CURRENT_LOAD.get(None) or LoadContext(path=DEFAULT_CONFIG_PATH, environ=os.environ)
+        flags = FlagSource(settings_cls, getattr(init_settings, "init_kwargs", {}))
+        # The precedence, highest first: declared here and nowhere else.
+        sources = (
+            flags,
             ContractEnvSource(settings_cls, ctx.environ),
             FinOpsTomlSource(settings_cls, ctx.path, ctx.warnings),
         )
+        ctx.sources = sources
+        return sources
 
     def model_post_init(self, __context: Any) -> None:
         self.database.data_dir = self.project.data_dir
@@ -306,32 +183,30 @@ class Config(BaseSettings):
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Config:
-        """Resolve flags (``overrides``, nested dicts) > environment > ``path`` > defaults.
+        """Resolve flags (``overrides``, nested dicts) > environment > ``path`` > defaults, reading each once.
 
         Raises:
-            ConfigError: an explicit ``path`` that does not exist, invalid TOML, or a bad value (the message
-                names the key and where it came from).
+            ConfigError: an explicit ``path`` that does not exist, invalid TOML, or a bad value (the message names the key and where it came from).
         """
         explicit = path is not None
         config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
         if explicit and not config_path.exists():
             raise ConfigError(f"Config file {config_path} does not exist.")
         environ = os.environ if environ is None else environ
-        ctx = _LoadContext(path=config_path, environ=environ)
-        token = _CONTEXT.set(ctx)
-        flags = _prune_none(dict(overrides or {}))
+        ctx = LoadContext(path=config_path, environ=environ)
+        token = CURRENT_LOAD.set(ctx)
         try:
             try:
-                config = cls(**flags)
+                config = cls(**_prune_none(dict(overrides or {})))
             except ValidationError as exc:
-                raise ConfigError(_explain(exc, flags, environ, config_path)) from None
+                raise ConfigError(_explain(exc, recorded_origins(ctx.sources))) from None
             for message in ctx.warnings:
                 log.warning("%s", message)
-            config._provenance = _provenance(cls, flags, environ, config_path)
+            config._provenance = recorded_origins(ctx.sources)
             config._path = config_path if config_path.exists() else None
             return config
         finally:
-            _CONTEXT.reset(token)
+            CURRENT_LOAD.reset(token)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Config:
@@ -344,7 +219,7 @@ class Config(BaseSettings):
         provenance: dict[tuple[str, ...], str] = getattr(self, "_provenance", {})
         rows = []
         secret_paths = _secret_paths()
-        for path, _info in _walk_fields(type(self)):
+        for path, _info in walk_fields(type(self)):
             value: Any = self
             for key in path:
                 value = getattr(value, key)
@@ -375,35 +250,17 @@ def _prune_none(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _provenance(
-    cls: type[Config], flags: Mapping[str, Any], environ: Mapping[str, str], path: Path
-) -> dict[tuple[str, ...], str]:
-    env = ContractEnvSource(cls, environ)
-    env()
-    toml = FinOpsTomlSource(cls, path, [])
-    toml_data = toml()
-    origins: dict[tuple[str, ...], str] = {}
-    for field_path, _info in _walk_fields(cls):
-        if _has_path(flags, field_path):
-            origins[field_path] = "flag"
-        elif field_path in env.origins:
-            origins[field_path] = env.origins[field_path]
-        elif _has_path(toml_data, field_path):
-            origins[field_path] = f"file {path}"
-    return origins
-
-
 def _secret_paths() -> set[tuple[str, ...]]:
     return {
         path
-        for path, info in _walk_fields(Config)
+        for path, info in walk_fields(Config)
         if info.annotation in (SecretStr, SecretStr | None)
         or (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret"))
     }
 
 
-def _explain(exc: ValidationError, flags: Mapping[str, Any], environ: Mapping[str, str], path: Path) -> str:
-    origins = _provenance(Config, flags, environ, path)
+def _explain(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> str:
+    """The validation errors, each naming the key and where its value came from (the load's recorded origins)."""
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"] if not isinstance(part, int))

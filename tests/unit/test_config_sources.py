@@ -1,0 +1,126 @@
+"""One load, one set of sources: provenance, ``-D`` and error messages come from the sources the settings were
+built from, and the TOML file is read once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Config
+from core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every ``tomllib.load`` call (the only way a config file is parsed)."""
+    calls: list[Any] = []
+    real = tomllib.load
+
+    def counting(handle: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(getattr(handle, "name", handle))
+        return real(handle, **kwargs)
+
+    monkeypatch.setattr(tomllib, "load", counting)
+    return calls
+
+
+@pytest.fixture
+def inits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every construction of the settings (a full load through all the sources)."""
+    calls: list[int] = []
+    real = Config.__init__
+
+    def counting(self: Config, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Config, "__init__", counting)
+    return calls
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    return path
+
+
+def _sources(config: Config) -> dict[str, str]:
+    return {s.path: s.source for s in config.settings()}
+
+
+def test_importing_config_loads_no_backend_engine() -> None:
+    code = (
+        "import sys, core.config\n"
+        "heavy = ('core.backends.duckdb.backend', 'core.backends.postgresql.backend', 'core.backends.sql.backend',"
+        " 'duckdb', 'psycopg2', 'sqlalchemy', 'dlt')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_toml_file_is_read_once_per_load(tmp_path: Path, reads: list[Any], inits: list[int]) -> None:
+    path = _write(tmp_path, '[aws]\nbucket = "b"\n[database.duckdb]\nthreads = 3\n')
+    config = Config.load(path, overrides={"project": {"name": "p"}}, environ={"OPEN_FINOPS_AWS_PREFIX": "x"})
+    assert (config.aws.bucket, config.database.duckdb.threads, config.aws.prefix) == ("b", 3, "x")
+    assert len(reads) == 1 and len(inits) == 1
+
+
+def test_provenance_comes_from_the_sources_used(tmp_path: Path, reads: list[Any]) -> None:
+    path = _write(tmp_path, '[aws]\nbucket = "file-bucket"\nregion = "eu-west-1"\n[project]\nname = "file-name"\n')
+    environ = {"OPEN_FINOPS_AWS_BUCKET": "env-bucket", "OPEN_FINOPS_PROJECT_NAME": "env-name",
+               "OPEN_FINOPS_AWS_PREFIX": "env-prefix"}
+    config = Config.load(path, overrides={"aws": {"bucket": "flag-bucket"}}, environ=environ)
+    sources = _sources(config)
+    assert config.aws.bucket == "flag-bucket" and sources["aws.bucket"] == "flag"  # all three places
+    assert config.project.name == "env-name" and sources["project.name"] == "env OPEN_FINOPS_PROJECT_NAME"
+    assert sources["aws.prefix"] == "env OPEN_FINOPS_AWS_PREFIX"  # env only
+    assert config.aws.region == "eu-west-1" and sources["aws.region"] == f"file {path}"  # file only
+    assert sources["aws.dataset_name"] == "default"
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("flag", "from the command line"),
+        ("env", "from env OPEN_FINOPS_PROJECT_LOCK_TIMEOUT"),
+        ("file", "from file {path}"),
+    ],
+)
+def test_bad_value_names_key_and_origin(tmp_path: Path, reads: list[Any], where: str, expected: str) -> None:
+    path = _write(tmp_path, "[project]\nlock_timeout = 'soon'\n" if where == "file" else "[aws]\nbucket = 'b'\n")
+    overrides = {"project": {"lock_timeout": "soon"}} if where == "flag" else {}
+    environ = {"OPEN_FINOPS_PROJECT_LOCK_TIMEOUT": "soon"} if where == "env" else {}
+    with pytest.raises(ConfigError) as info:
+        Config.load(path, overrides=overrides, environ=environ)
+    message = info.value.message
+    assert "project.lock_timeout = 'soon'" in message and expected.format(path=path) in message
+    assert info.value.exit_code == 2
+    assert len(reads) == 1  # the explanation uses the origins recorded by the load, not a second reading
+
+
+def test_config_show_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from core.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
+    result = CliRunner().invoke(app, ["config", "show", "--json", "-D", "database_path=/tmp/x.duckdb"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert set(document) == {"config_file", "settings"}
+    rows = {row["key"]: row for row in document["settings"]}
+    assert all(set(row) == {"key", "value", "source", "secret"} for row in rows.values())
+    assert rows["database.duckdb.database_path"] == {
+        "key": "database.duckdb.database_path", "value": "/tmp/x.duckdb", "source": "flag", "secret": False
+    }
