@@ -34,6 +34,7 @@ from core.config_sources import (
     FlagSource,
     LoadContext,
     env_names,
+    first_value,
     recorded_origins,
     walk_fields,
 )
@@ -42,7 +43,7 @@ from core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = ["ENV_PREFIX", "AwsSettings", "Config", "DatabaseSettings", "ProjectSettings", "SettingValue",
-           "env_names", "normalise_period"]
+           "check_backend_pairs", "env_names", "normalise_period"]
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-\d{2})?$")
@@ -168,6 +169,10 @@ class Config(BaseSettings):
             ContractEnvSource(settings_cls, ctx.environ),
             FinOpsTomlSource(settings_cls, ctx.path, ctx.warnings),
         )
+        if ctx.backend_pairs:  # -D KEY=VALUE: flags of whichever backend these same sources select
+            found, backend = first_value(sources, ("database", "backend"))
+            selected = _canonical_backend(backend if found else DatabaseSettings.model_fields["backend"].default)
+            flags.add(("database", selected), check_backend_pairs(selected, ctx.backend_pairs, "--database-config"))
         ctx.sources = sources
         return sources
 
@@ -182,18 +187,22 @@ class Config(BaseSettings):
         *,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
+        backend_pairs: Mapping[str, str] | None = None,
     ) -> Config:
         """Resolve flags (``overrides``, nested dicts) > environment > ``path`` > defaults, reading each once.
 
+        ``backend_pairs`` (``--database-config KEY=VALUE``) are flags of the backend this load selects.
+
         Raises:
-            ConfigError: an explicit ``path`` that does not exist, invalid TOML, or a bad value (the message names the key and where it came from).
+            ConfigError: an explicit ``path`` that does not exist, invalid TOML, an unknown backend or backend key,
+                or a bad value (the message names the key and where it came from).
         """
         explicit = path is not None
         config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
         if explicit and not config_path.exists():
             raise ConfigError(f"Config file {config_path} does not exist.")
         environ = os.environ if environ is None else environ
-        ctx = LoadContext(path=config_path, environ=environ)
+        ctx = LoadContext(path=config_path, environ=environ, backend_pairs=dict(backend_pairs or {}))
         token = CURRENT_LOAD.set(ctx)
         try:
             try:
@@ -236,6 +245,29 @@ class Config(BaseSettings):
     @property
     def path(self) -> Path | None:
         return getattr(self, "_path", None)
+
+
+def check_backend_pairs(backend: str, pairs: Mapping[str, str], flag: str) -> dict[str, str]:
+    """``pairs`` if each key is a setting of ``backend``: a typo must not silently fall back to a default.
+
+    Raises:
+        ConfigError: an unknown key; the message names it and the backend's settings (exit 2).
+    """
+    field_info = DatabaseSettings.model_fields.get(backend)
+    known = set(getattr(field_info.annotation, "model_fields", {})) if field_info else set()
+    unknown = sorted(set(pairs) - known)
+    if unknown:
+        raise ConfigError(
+            f"{flag}: {', '.join(unknown)} is not a setting of the {backend!r} backend "
+            f"(its settings: {', '.join(sorted(known))})."
+        )
+    return dict(pairs)
+
+
+def _canonical_backend(name: Any) -> str:
+    from core.backends.factory import canonical_name  # a registry of import paths: loads no backend
+
+    return canonical_name(str(name))
 
 
 def _prune_none(data: dict[str, Any]) -> dict[str, Any]:

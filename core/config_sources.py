@@ -33,6 +33,8 @@ class LoadContext:
 
     path: Path | None
     environ: Mapping[str, str]
+    #: ``-D KEY=VALUE`` pairs for whichever backend the load selects
+    backend_pairs: Mapping[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     sources: Sequence[RecordingSource] = ()
 
@@ -76,6 +78,14 @@ class RecordingSource(PydanticBaseSettingsSource):
         _set_path(self.values, path, value)
         self.origins[path] = origin
 
+    def value_at(self, path: Key) -> tuple[bool, Any]:
+        data: Any = self.values
+        for key in path:
+            if not isinstance(data, Mapping) or key not in data:
+                return False, None
+            data = data[key]
+        return True, data
+
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
         return None, field_name, False
 
@@ -84,11 +94,15 @@ class RecordingSource(PydanticBaseSettingsSource):
 
 
 class FlagSource(RecordingSource):
-    """Command-line flags: the settings' init kwargs (nested dicts)."""
+    """Command-line flags: the settings' init kwargs (nested dicts), plus values placed by :meth:`add`."""
 
     def __init__(self, settings_cls: type[BaseSettings], init_kwargs: Mapping[str, Any]) -> None:
         super().__init__(settings_cls)
         for path, value in _flatten(init_kwargs):
+            self._put(path, value, "flag")
+
+    def add(self, prefix: Key, values: Mapping[str, Any]) -> None:
+        for path, value in _flatten(values, prefix):
             self._put(path, value, "flag")
 
 
@@ -152,6 +166,15 @@ class FinOpsTomlSource(RecordingSource):
                     "(AWS_PROFILE, SSO, instance roles) so that no key sits in a file."
                 )
             yield path, value
+
+
+def first_value(sources: Sequence[RecordingSource], path: Key) -> tuple[bool, Any]:
+    """The value the highest-priority source holds for ``path`` (sources in precedence order)."""
+    for source in sources:
+        found, value = source.value_at(path)
+        if found:
+            return True, value
+    return False, None
 
 
 def recorded_origins(sources: Sequence[RecordingSource]) -> dict[Key, str]:

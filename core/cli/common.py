@@ -11,7 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from core.cli import output
-from core.config import Config
+from core.config import Config, check_backend_pairs
 from core.errors import ConfigError, FinOpsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,37 +66,17 @@ def load_config(
     aws: dict[str, Any] | None = None,
     project: dict[str, Any] | None = None,
 ) -> Config:
-    """Flags become the highest-priority settings source; --database-config targets the selected backend."""
+    """Flags become the highest-priority settings source; --database-config targets the selected backend,
+    which the same single load decides (flag > env > file > default)."""
     overrides: dict[str, Any] = {"aws": aws or {}, "project": project or {}, "database": {}}
     if backend:
         overrides["database"]["backend"] = backend
-    pairs = parse_pairs(database_config)
-    if pairs:
-        from core.backends.factory import canonical_name
-
-        selected = canonical_name(Config.load(config_path, overrides=overrides).database.backend)
-        overrides["database"][selected] = _backend_pairs(selected, pairs, "--database-config")
-    return Config.load(config_path, overrides=overrides)
-
-
-def _backend_pairs(backend: str, pairs: dict[str, str], flag: str) -> dict[str, str]:
-    """Refuse keys the backend does not have: a typo must not silently fall back to a default."""
-    from core.config import DatabaseSettings
-
-    field = DatabaseSettings.model_fields.get(backend)  # the settings model itself: no config file read for this
-    known = set(getattr(field.annotation, "model_fields", {})) if field else set()
-    unknown = sorted(set(pairs) - known)
-    if unknown:
-        raise ConfigError(
-            f"{flag}: {', '.join(unknown)} is not a setting of the {backend!r} backend "
-            f"(its settings: {', '.join(sorted(known))})."
-        )
-    return pairs
+    return Config.load(config_path, overrides=overrides, backend_pairs=parse_pairs(database_config))
 
 
 def backend_overrides(backend: str, database_config: list[str] | None, flag: str) -> dict[str, str]:
     """``KEY=VALUE`` pairs for one named backend (``db copy`` has a pair of flags, one per side)."""
-    return _backend_pairs(backend, parse_pairs(database_config), flag) if database_config else {}
+    return check_backend_pairs(backend, parse_pairs(database_config), flag) if database_config else {}
 
 
 def _json_error(exc: FinOpsError, code: int, kwargs: dict[str, Any]) -> None:

@@ -108,6 +108,95 @@ def test_bad_value_names_key_and_origin(tmp_path: Path, reads: list[Any], where:
     assert len(reads) == 1  # the explanation uses the origins recorded by the load, not a second reading
 
 
+# ------------------------------------------------------------------------------------------- -D KEY=VALUE
+
+
+def test_database_config_loads_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads: list[Any],
+                                     inits: list[int]) -> None:
+    from core.cli.common import load_config
+
+    monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
+    path = _write(tmp_path, '[database]\nbackend = "duckdb"\n')
+    config = load_config(path, database_config=["threads=2", "database_path=/tmp/x.duckdb"])
+    assert config.database.duckdb.threads == 2
+    assert _sources(config)["database.duckdb.threads"] == "flag"
+    assert len(inits) == 1 and len(reads) == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "file", "selected"),
+    [
+        (None, None, None, "duckdb"),
+        (None, None, "sql", "sql"),
+        (None, "sql", "duckdb", "sql"),
+        ("postgres", "sql", "duckdb", "postgresql"),
+    ],
+)
+def test_database_config_targets_the_selected_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      reads: list[Any], flag: str | None, env: str | None,
+                                                      file: str | None, selected: str) -> None:
+    """flag > env > file > default decides which sub-table -D fills, from the sources the load reads anyway."""
+    from core.cli.common import load_config
+
+    if env:
+        monkeypatch.setenv("OPEN_FINOPS_DATABASE_BACKEND", env)
+    else:
+        monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
+    path = _write(tmp_path, f'[database]\nbackend = "{file}"\n' if file else "")
+    key, value = ("threads", 4) if selected == "duckdb" else ("schema", "s1")
+    config = load_config(path, backend=flag, database_config=[f"{key}={value}"])
+    assert getattr(config.database.backend_settings(selected), key) == value
+    assert _sources(config)[f"database.{selected}.{key}"] == "flag"
+    assert len(reads) == 1
+
+
+def test_database_config_secret_is_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          reads: list[Any]) -> None:
+    from core.cli.common import load_config
+
+    monkeypatch.setenv("OPEN_FINOPS_DATABASE_BACKEND", "sql")
+    config = load_config(_write(tmp_path, ""), database_config=["credentials=sqlite:////tmp/a.db"])
+    shown = {s.path: s for s in config.settings()}["database.sql.credentials"]
+    assert (shown.value, shown.source, shown.secret) == ("********", "flag", True)
+    assert config.database.sql.url() == "sqlite:////tmp/a.db"
+    assert len(reads) == 1
+
+
+def test_database_config_unknown_key_names_key_and_known_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              reads: list[Any]) -> None:
+    from core.cli.common import load_config
+
+    monkeypatch.setenv("OPEN_FINOPS_DATABASE_BACKEND", "sql")
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, ""), database_config=["nosuchkey=1"])
+    assert info.value.exit_code == 2
+    assert "nosuchkey is not a setting of the 'sql' backend" in info.value.message
+    assert "credentials, destination, schema" in info.value.message
+    assert len(reads) == 1
+
+
+def test_database_config_bad_value_is_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            reads: list[Any]) -> None:
+    from core.cli.common import load_config
+
+    monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, ""), database_config=["threads=many"])
+    assert "database.duckdb.threads = 'many' (from the command line)" in info.value.message
+    assert len(reads) == 1
+
+
+def test_db_copy_overrides_still_checked_per_side() -> None:
+    from core.cli.common import backend_overrides
+
+    assert backend_overrides("duckdb", ["database_path=./old.duckdb"], "--from-config") == {
+        "database_path": "./old.duckdb"
+    }
+    assert backend_overrides("sql", None, "--to-config") == {}
+    with pytest.raises(ConfigError, match="--to-config: colour is not a setting of the 'postgresql' backend"):
+        backend_overrides("postgresql", ["colour=blue"], "--to-config")
+
+
 def test_config_show_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
@@ -124,3 +213,16 @@ def test_config_show_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert rows["database.duckdb.database_path"] == {
         "key": "database.duckdb.database_path", "value": "/tmp/x.duckdb", "source": "flag", "secret": False
     }
+
+
+def test_database_config_reports_each_file_warning_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from core.cli.common import load_config
+
+    monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
+    path = _write(tmp_path, '[aws]\ncolour = "blue"\n')
+    with caplog.at_level(logging.WARNING):
+        load_config(path, database_config=["threads=2"])
+    assert caplog.text.count("Unknown setting aws.colour") == 1
