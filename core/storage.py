@@ -20,6 +20,7 @@ or resolves ``..``; :func:`key_problem` says why a key is unfit and the callers 
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from typing import IO, TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from core.errors import ConfigError, LoadError, SourceError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.s3 import S3Store  # noqa: F401 - what the module __getattr__ below returns
@@ -163,18 +166,21 @@ class ObjectStore(ABC):
     def key_from_uri(self, uri: str) -> str:
         """The key of this store that a manifest entry names: a plain key, or ``s3://bucket/key``.
 
-        The key is returned exactly as written (no ``/`` stripped, nothing resolved).
+        Nothing is resolved or normalised, with one documented exception: a report delivered with an empty prefix
+        lists its keys as ``/<report>/…`` while the objects are ``<report>/…``, so one leading ``/`` is dropped.
+        A URI naming another bucket is read from this one: exports copied or replicated to another bucket keep
+        the bucket they were delivered to in their manifests.
 
         Raises:
-            ValueError: a URI naming another bucket than this store's, or naming no object.
+            ValueError: a URI naming no object.
         """
         if not uri.startswith(_URI_SCHEMES):
-            return uri
+            return uri[1:] if uri.startswith("/") and not uri.startswith("//") else uri
         bucket, sep, key = uri.split("://", 1)[1].partition("/")
         if not sep or not key:
             raise ValueError(f"{short_repr(uri)} names no object")
         if self.bucket is not None and bucket != self.bucket:
-            raise ValueError(f"{short_repr(uri)} is in bucket {bucket!r}, not in {self.bucket!r} which is read here")
+            log.debug("%s names bucket %r; reading it from %r", short_repr(uri), bucket, self.bucket)
         return key
 
     def _checked(self, key: str) -> str:

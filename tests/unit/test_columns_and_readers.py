@@ -177,11 +177,11 @@ def test_arrow_reader_reads_parquet_by_row_group_and_rejects_truncation(tmp_path
 
 
 def test_local_store_refuses_keys_outside_its_root(tmp_path: Path) -> None:
-    from core.errors import SourceError
+    from core.errors import LoadError  # that file's period fails, not the run
 
     (tmp_path / "inside").mkdir()
     store = LocalStore(tmp_path / "inside")
-    with pytest.raises(SourceError):
+    with pytest.raises(LoadError):
         store.read_bytes("../secret.txt")
 
 

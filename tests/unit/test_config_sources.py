@@ -197,15 +197,11 @@ def test_db_copy_overrides_still_checked_per_side() -> None:
         backend_overrides("postgresql", ["colour=blue"], "--to-config")
 
 
-def test_config_show_json_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
+def test_config_show_json_shape(tmp_path: Path) -> None:
+    from tests.conftest import run_cli  # a process of its own: the console binds stdout when first imported
 
-    from core.cli.main import app
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("OPEN_FINOPS_DATABASE_BACKEND", raising=False)
-    result = CliRunner().invoke(app, ["config", "show", "--json", "-D", "database_path=/tmp/x.duckdb"])
-    assert result.exit_code == 0, result.output
+    result = run_cli("config", "show", "--json", "-D", "database_path=/tmp/x.duckdb", cwd=tmp_path)
+    assert result.code == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) == {"config_file", "settings"}
     rows = {row["key"]: row for row in document["settings"]}

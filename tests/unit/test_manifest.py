@@ -364,16 +364,16 @@ def test_v2_missing_execution_id(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ koku real-world layout
 
 
-def test_koku_fixture_with_leading_slash_keys_is_refused(tmp_path: Path) -> None:
-    """koku's empty-prefix fixture names ``/koku-local/…`` while its copy holds ``koku-local/…``: the manifest
-    does not name the object that exists, so it is refused (never read from a key other than the one named)."""
+def test_koku_fixture_with_leading_slash_keys_reads_the_objects(tmp_path: Path) -> None:
+    """koku's empty-prefix fixture names ``/koku-local/…`` (as AWS lists a report with no prefix) while the objects
+    are ``koku-local/…``: one leading ``/`` is dropped, nothing else."""
     with tarfile.open(FIXTURES / "test_local_bucket.tar.gz") as archive:
         archive.extractall(tmp_path, filter="data")
     scan = find_manifests(LocalStore(tmp_path), export_name="koku-local")
-    assert scan.manifests == []
-    [problem] = scan.problems
-    assert problem.manifest_key == "koku-local/20180801-20180901/koku-local-Manifest.json"
-    assert "starts with '/'" in problem.error.reason and "/koku-local/20180801-20180901/" in problem.error.reason
+    assert scan.problems == []
+    [manifest] = scan.manifests
+    assert all(key.startswith("koku-local/20180801-20180901/") for key in manifest.data_keys)
+    assert all((tmp_path / key).is_file() for key in manifest.data_keys)
 
 
 @pytest.mark.parametrize(

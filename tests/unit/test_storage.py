@@ -85,12 +85,15 @@ class _Bucketed(LocalStore):
     bucket = "my-bucket"
 
 
-def test_key_from_uri_keeps_keys_exact_and_checks_the_bucket(tmp_path: Path) -> None:
+def test_key_from_uri_keeps_keys_exact_but_for_an_empty_prefix(tmp_path: Path) -> None:
     local, bucketed = LocalStore(tmp_path), _Bucketed(tmp_path)
-    assert local.key_from_uri("/a/b") == "/a/b"  # not stripped: refused later as not exact
+    assert local.key_from_uri("/a/b") == "a/b"  # a report with an empty prefix lists /<report>/…
+    assert local.key_from_uri("//a/b") == "//a/b"  # anything more is kept, and refused later as not exact
     assert local.key_from_uri("s3://any-bucket/a/b") == "a/b"
     assert bucketed.key_from_uri("s3://my-bucket/a//b") == "a//b"
-    for uri in ("s3://other/a/b", "s3://my-bucket", "s3://my-bucket/"):
+    # exports copied or replicated to another bucket keep the original bucket in their manifests
+    assert bucketed.key_from_uri("s3://their-bucket/a/b") == "a/b"
+    for uri in ("s3://my-bucket", "s3://my-bucket/"):
         with pytest.raises(ValueError):
             bucketed.key_from_uri(uri)
 

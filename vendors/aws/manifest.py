@@ -184,8 +184,9 @@ def _billing_period(value: Any, key: str, period_from_key: str | None) -> str:
 
 
 def _data_keys(doc: dict[str, Any], key: str, store: ObjectStore, field: str) -> tuple[str, ...]:
-    """The exact keys the engine reads: one a reader would normalise (``..``, ``//``, a leading ``/``…) refuses
-    the manifest. Glob characters are legal; engines check :func:`core.storage.needs_literal_read`."""
+    """The exact keys the engine reads (see :meth:`core.storage.ObjectStore.key_from_uri`): one a reader would
+    normalise (``..``, ``//``…) refuses the manifest. Glob characters are legal; engines check
+    :func:`core.storage.needs_literal_read`."""
     # A missing list is an error, not "no files": the pipeline would otherwise empty a period on a bad manifest.
     entries = doc.get(field)
     if not isinstance(entries, list) or not all(isinstance(e, str) and e.strip() for e in entries):
@@ -200,7 +201,7 @@ def _data_keys(doc: dict[str, Any], key: str, store: ObjectStore, field: str) ->
         problem = key_problem(data_key)
         if problem is not None:
             raise ManifestError(key, f"{field!r} entry {_short(entry)} {problem}")
-        if data_key != entry:
+        if "://" in entry:
             buckets.add(entry.split("://", 1)[1].split("/", 1)[0])
         keys[data_key] = None
     if len(buckets) > 1:
