@@ -270,8 +270,10 @@ POSTGRESQL = BackendTarget(
     known_gaps={
         "test_read_period_of_a_period_without_rows": (
             pa.ArrowInvalid,
-            "product bug: PostgreSQLBackend.read_period hands an empty COPY spool to pyarrow.csv.open_csv with "
-            "column_names set, which raises 'Empty CSV file' instead of returning an empty reader",
+            (
+                "product bug: PostgreSQLBackend.read_period hands an empty COPY spool to pyarrow.csv.open_csv with "
+                "column_names set, which raises 'Empty CSV file' instead of returning an empty reader"
+            ),
         ),
     },
 )
@@ -319,8 +321,10 @@ SQLITE = BackendTarget(
     known_gaps={
         "test_value_rejected_inside_the_transaction_rolls_back": (
             pytest.fail.Exception,
-            "SQLite's type affinity keeps the text 'not-a-number' in the REAL column: nothing rejects it, the "
-            "period is replaced and the cost column holds text",
+            (
+                "SQLite's type affinity keeps the text 'not-a-number' in the REAL column: nothing rejects it, the "
+                "period is replaced and the cost column holds text"
+            ),
         ),
     },
 )
@@ -363,9 +367,11 @@ MARIADB = BackendTarget(
     known_gaps={
         "test_list_tables_of_a_dataset_not_created_yet": (
             LoadError,
-            "product bug: GenericSQLBackend.open_dataset is True on every engine with schemas, and MySQL's "
-            "inspector raises 'Unknown database' (1049) for a dataset not created yet, so list_tables (finops "
-            "list-exports before the first import) fails instead of returning []",
+            (
+                "product bug: GenericSQLBackend.open_dataset is True on every engine with schemas, and MySQL's "
+                "inspector raises 'Unknown database' (1049) for a dataset not created yet, so list_tables (finops "
+                "list-exports before the first import) fails instead of returning []"
+            ),
         ),
     },
 )
