@@ -8,7 +8,6 @@ the exports.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import S3
 from tests.integration.targets import DuckDBTarget, MariaDBTarget, PostgreSQLTarget, SQLiteTarget, Target
 
@@ -29,7 +28,7 @@ BACKENDS = [
     pytest.param("duckdb", marks=pytest.mark.duckdb),
     pytest.param("postgresql", marks=pytest.mark.postgresql),
     pytest.param("sql", marks=pytest.mark.sql),
-    pytest.param("mariadb", marks=pytest.mark.sql),
+    pytest.param("mariadb", marks=[pytest.mark.sql, pytest.mark.mariadb]),
 ]
 
 
@@ -276,6 +275,44 @@ def test_json_outputs_parse(source: Source, target: Target) -> None:
     exports = run_cli("aws", "list-exports", "--json", env=env).json()["exports"]
     assert {e["table"]: sum(p["rows"] for p in e["periods"]) for e in exports} == {V1_TABLE: 600, V2_TABLE: 800}
 
+    truth = {(name, period): t for name in (V1, V2) for period, t in source.truth[name].periods.items()}
+    records = run_cli("aws", "show-state", "--json", env=env).json()["records"]
+    assert {(r["export_name"], r["billing_period"]): (r["version_id"], r["status"], r["is_current"], r["row_count"],
+                                                      r["data_format_version"], r["vendor"]) for r in records} == {
+        key: (t.version_id, "completed", True, t.rows, "v1" if key[0] == V1 else "v2", "aws") for key, t in truth.items()}
+    for r in records:
+        assert r["file_count"] == 2 and r["error_message"] is None
+        assert r["started_at"] <= r["finished_at"] and r["started_at"].endswith("+00:00")  # UTC
+        assert source.bucket in r["source_location"]
+
+    shown = run_cli("config", "show", "--json", env=env).json()
+    settings = {s["key"]: s for s in shown["settings"]}
+    assert shown["config_file"] is None  # none named, no ./config.toml in the repository root
+    backend = target.env()["OPEN_FINOPS_DATABASE_BACKEND"]
+    assert (settings["database.backend"]["value"], settings["database.backend"]["source"]) == (
+        backend, "env OPEN_FINOPS_DATABASE_BACKEND")
+    assert (settings["aws.bucket"]["value"], settings["aws.bucket"]["source"]) == (
+        source.bucket, "env OPEN_FINOPS_AWS_BUCKET")
+    assert (settings["project.lock_timeout"]["value"], settings["project.lock_timeout"]["source"]) == (900.0, "default")
+    secrets = {k: s for k, s in settings.items() if s["secret"]}
+    assert all(s["value"] in (None, "********") for s in secrets.values()), secrets
+    for key, value in target.env().items():
+        if key.endswith("CREDENTIALS") and "@" in value:  # a URL holding a password: never shown whole
+            assert value not in json.dumps(shown) and value.split("@")[0].rsplit(":", 1)[1] not in json.dumps(shown)
+
+    listed = {b["name"]: b for b in run_cli("backends", "list", "--json", env=env).json()["backends"]}
+    assert set(listed) == {"duckdb", "postgresql", "sql"}
+    assert all(b["installed"] and b["missing"] == [] for b in listed.values())  # the dev install has every extra
+    assert {"pg", "postgres"} <= set(listed["postgresql"]["aliases"]) and "sqlalchemy" in listed["sql"]["aliases"]
+
+    plan = run_cli("aws", "import-cur", "--dry-run", "--json", env=env).json()
+    assert plan["dry_run"] is True and plan["backend"] == backend
+    assert plan["summary"] == {"loaded": 0, "skipped": 4, "failed": 0, "planned": 0, "rows": 0}  # nothing loads
+    assert {(p["export_name"], p["billing_period"]): (p["status"], p["version_id"], p["files"], p["table"])
+            for p in plan["periods"]} == {
+        key: ("skipped", t.version_id, len(t.data_keys), V1_TABLE if key[0] == V1 else V2_TABLE)
+        for key, t in truth.items()}
+
 
 def test_zero_file_manifest_empties_the_period(source: Source, target: Target) -> None:
     assert _import(source, target).code == 0
@@ -302,8 +339,7 @@ def test_ctrl_c_during_a_load_leaves_the_previous_version(source: Source, target
 
     assert _import(source, target, "--export-name", V2).code == 0
     restated = source.write_v2(["2024-02"], 100_000, seed=31, execution_ids={"2024-02": "exec-big"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPEN_FINOPS_", "AWS_"))}
-    env.update({**source.env(target), "NO_COLOR": "1", "COLUMNS": "200"})
+    env = cli_env(source.env(target))
     proc = subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--export-name", V2, "--verbose"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
