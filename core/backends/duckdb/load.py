@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
+from core.errors import LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
     from core.backends.base import PeriodLoad
     from core.backends.duckdb.backend import DuckDBBackend
 
@@ -27,14 +30,34 @@ class EngineScan(LoadStrategy):
                 select, params = sql
                 inserted = backend.execute(f"INSERT INTO {target} BY NAME {select}", params, what=what).rows
             else:
-                backend.connection.register("_finops_batches", load.reader.batches(plan))
-                try:
-                    inserted = backend.execute(
-                        f"INSERT INTO {target} BY NAME SELECT * FROM _finops_batches", what=what
-                    ).rows
-                finally:
-                    backend.connection.unregister("_finops_batches")
+                inserted = self._scan_batches(backend, target, load.reader.batches(plan), what)
             count = int(inserted[0][0]) if inserted else 0
             rows += count
             load.file_done(plan.file, count)
         return rows
+
+    @staticmethod
+    def _scan_batches(backend: DuckDBBackend, target: str, batches: pa.RecordBatchReader, what: str) -> list[Any]:
+        """The Arrow stream registered as a view and inserted by name. DuckDB wraps an exception raised while it
+        pulls batches into its own "arrow_scan" error (with the Python traceback in its text): the reader's own
+        error — the file is truncated, a value does not fit — is raised instead, as itself."""
+        import pyarrow as pa
+
+        failure: list[BaseException] = []
+
+        def watched() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from batches
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        backend.connection.register("_finops_batches", pa.RecordBatchReader.from_batches(batches.schema, watched()))
+        try:
+            return backend.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _finops_batches", what=what).rows
+        except LoadError:
+            if failure:
+                raise failure[0] from None
+            raise
+        finally:
+            backend.connection.unregister("_finops_batches")

@@ -22,7 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class DuckDBDataReader(DataReader):
-    """DuckDB reads the files itself (local paths, or s3:// through httpfs); ``.zip`` CSV goes through Arrow."""
+    """DuckDB reads Parquet and plain CSV itself (local paths, or s3:// through httpfs). Three kinds of file go
+    through the Arrow reader instead, whose rows DuckDB then scans:
+
+    * ``.zip`` CSV, which DuckDB cannot open;
+    * gzip CSV: DuckDB returns the rows before the cut of a truncated gzip stream without an error (seen with
+      1.5.5), where Python's gzip refuses a stream without its end marker — a short file must fail its month;
+    * keys holding glob characters (``*?[]{}``): DuckDB would expand them and read other objects, or none.
+    """
 
     def __init__(self, store: ObjectStore, backend: DuckDBBackend) -> None:
         from core.backends.readers import Boto3DataReader  # pyarrow only when data is read
@@ -34,18 +41,20 @@ class DuckDBDataReader(DataReader):
             backend.enable_s3(store)
 
     def native(self, plan: FilePlan) -> bool:
-        return plan.file.compression != "zip"
+        return self._native(plan.file.compression, plan.file.key)
+
+    def _native(self, compression: str | None, key: str) -> bool:
+        return compression is None and not self.store.needs_literal_read(key)
 
     def _scan(self, source: SourceFile) -> tuple[str, list[Any]]:
         uri = self.store.uri(source.key)
         if source.format == "parquet":
             # CUR 2.0 keys hold BILLING_PERIOD=YYYY-MM/: without this DuckDB would add it as a column.
             return "read_parquet(?, hive_partitioning = false)", [uri]
-        compression = source.compression or "none"
         return (
             "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
-            "compression = ?, hive_partitioning = false)",
-            [uri, compression],
+            "compression = 'none', hive_partitioning = false)",
+            [uri],
         )
 
     def describe(self, key: str, *, size: int = 0) -> SourceFile:
@@ -56,7 +65,7 @@ class DuckDBDataReader(DataReader):
         except OSError as exc:  # a file the manifest names but the source lacks: this period fails, not the run
             raise LoadError(f"{key} is unreadable: {exc}") from exc
         fmt, compression = sniff_format(head, key)
-        if compression == "zip":
+        if not self._native(compression, key):
             return self.fallback.describe(key, size=size)
         probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]
         scan, params = self._scan(probe)

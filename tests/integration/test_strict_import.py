@@ -1,0 +1,73 @@
+"""A damaged file fails its month with exit 1, names the file, and leaves the loaded version as it was."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+SAMPLES = ROOT / "examples" / "sample-exports"
+PART = "cur/legacy-cur/20240201-20240301/75433320-eb34-451e-8894-6fdad6a16800/legacy-cur-1.csv.gz"
+
+pytestmark = pytest.mark.duckdb
+
+
+def _import(source: Path, db: Path, *extra: str) -> tuple[int, str]:
+    result = run_cli("aws", "import-cur", "--source-dir", str(source), "--export-name", "legacy-cur",
+                     "-D", f"database_path={db}", "--json", *extra)
+    return result.code, result.stdout + result.stderr
+
+
+def _state(db: Path) -> list[tuple[str, str, bool, int | None]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(
+            "SELECT billing_period, status, is_current, row_count FROM aws_billing._finops_load_state "
+            "ORDER BY billing_period, started_at").fetchall()
+
+
+def _rows(db: Path) -> dict[str, int]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return dict(conn.execute("SELECT billing_period, COUNT(*) FROM aws_billing.legacy_cur GROUP BY 1").fetchall())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage-tail"])
+def test_a_damaged_gzip_part_fails_its_month_and_keeps_the_loaded_version(tmp_path: Path, damage: str) -> None:
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    shutil.copytree(SAMPLES, source)
+    code, out = _import(source, db)
+    assert code == 0, out
+    before = _rows(db)
+    assert before == {"2024-01": 1500, "2024-02": 1500}
+
+    part = source / PART
+    whole = part.read_bytes()
+    # a cut stream (no end marker), or one whose tail was overwritten: both must be refused, never half-loaded
+    part.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else whole[:-40] + b"\0" * 40)
+    assert len(gzip.decompress(whole)) > 0
+    code, out = _import(source, db, "--reset")
+    assert code == 1, out
+    assert "legacy-cur-1.csv.gz" in out and "Traceback" not in out
+    assert _rows(db) == before  # the month that failed still holds the version loaded before
+    # one row per (period, version): the reload of the same version failed; it is still the version the table
+    # holds, with its rows, and the next run tries it again
+    assert _state(db) == [("2024-01", "completed", True, 1500), ("2024-02", "failed", True, 1500)]
+
+
+def test_a_key_with_glob_characters_is_read_literally(tmp_path: Path) -> None:
+    """AWS allows ``*`` and ``[`` in report names; DuckDB would expand them and read a neighbour's files."""
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    shutil.copytree(SAMPLES, source)
+    period = source / "cur/legacy-cur/20240201-20240301/75433320-eb34-451e-8894-6fdad6a16800"
+    (period / "legacy-cur-1.csv.gz").rename(period / "legacy-cur-[1].csv.gz")
+    # a neighbour the glob would match, with rows of its own
+    shutil.copy(period / "legacy-cur-2.csv.gz", period / "legacy-cur-1.csv.gz")
+    for manifest in (period / "legacy-cur-Manifest.json", period.parent / "legacy-cur-Manifest.json"):
+        manifest.write_text(manifest.read_text().replace("legacy-cur-1.csv.gz", "legacy-cur-[1].csv.gz"))
+    code, out = _import(source, db)
+    assert code == 0, out
+    assert _rows(db) == {"2024-01": 1500, "2024-02": 1500}
