@@ -95,11 +95,11 @@ def test_postgresql_first_import(pg: Any, pg_schema: str, tmp_path: Path) -> Non
     assert replace(pg, loader, "2024-01", [key], "v1") == [
         ("SELECT 1 FROM pg_namespace WHERE nspname = ?", [pg_schema]),
         ("BEGIN", []),
-        ("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-         "ORDER BY ordinal_position", [pg_schema, "cur_test"]),
-        (f'CREATE TABLE {t} ("billing_period" TEXT, "identity_line_item_id" TEXT, "line_item_usage_account_id" TEXT, '
+        (("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+         "ORDER BY ordinal_position"), [pg_schema, "cur_test"]),
+        ((f'CREATE TABLE {t} ("billing_period" TEXT, "identity_line_item_id" TEXT, "line_item_usage_account_id" TEXT, '
          '"line_item_unblended_cost" DOUBLE PRECISION, "line_item_usage_start_date" TIMESTAMPTZ, '
-         '"product_product_name" TEXT)', []),
+         '"product_product_name" TEXT)'), []),
         (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
         (f"COPY {t} ({names(chr(34))}) FROM STDIN WITH (FORMAT csv)", ["<csv stream>"]),
         (f'CREATE INDEX "cur_test_billing_period_idx" ON {t} (billing_period)', []),  # after the rows: cheaper
@@ -166,9 +166,9 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
     stage = '"ds_finops_dlt"."_finops_stage_cur_test"'
     assert replace(sqlite, loader, "2024-01", [key], "v1") == [
         ("BEGIN", []),
-        ('CREATE TABLE "ds"."cur_test" ("billing_period" TEXT, "identity_line_item_id" TEXT, '
+        (('CREATE TABLE "ds"."cur_test" ("billing_period" TEXT, "identity_line_item_id" TEXT, '
          '"line_item_usage_account_id" TEXT, "line_item_unblended_cost" REAL, "line_item_usage_start_date" TIMESTAMP, '
-         '"product_product_name" TEXT)', []),
+         '"product_product_name" TEXT)'), []),
         ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
         (f'INSERT INTO "ds"."cur_test" ({names(chr(34))}) SELECT "c_0", "c_1", "c_2", "c_3", "c_4", "c_5" FROM {stage}',
          []),
@@ -181,8 +181,8 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
         "BEGIN",
         'ALTER TABLE "ds"."cur_test" ADD COLUMN "resource_tags_user_team" TEXT',  # SQLite: DDL is transactional
         'DELETE FROM "ds"."cur_test" WHERE billing_period = ?',
-        f'INSERT INTO "ds"."cur_test" ({names(chr(34), ("resource_tags_user_team",))}) SELECT "c_0", "c_1", "c_2", '
-        f'"c_3", "c_4", "c_5", "c_6" FROM {stage}',
+        (f'INSERT INTO "ds"."cur_test" ({names(chr(34), ("resource_tags_user_team",))}) SELECT "c_0", "c_1", "c_2", '
+        f'"c_3", "c_4", "c_5", "c_6" FROM {stage}'),
         *[sql for sql, _ in state_calls("ds", "v2", rows=1)],
         "COMMIT",
         f"DROP TABLE IF EXISTS {stage}",
@@ -202,8 +202,8 @@ def test_mariadb_ddl_runs_before_the_transaction(maria: Any, maria_dataset: str,
     key = write_csv_gz(loader.root, "a.csv.gz", [line(1, "1")])
     t, stage = f"`{maria_dataset}`.`cur_test`", f"`{maria_dataset}_finops_dlt`.`_finops_stage_cur_test`"
     assert replace(maria, loader, "2024-01", [key], "v1") == [
-        (f"CREATE TABLE {t} (`billing_period` TEXT, `identity_line_item_id` TEXT, `line_item_usage_account_id` TEXT, "
-         "`line_item_unblended_cost` DOUBLE, `line_item_usage_start_date` DATETIME(6), `product_product_name` TEXT)",
+        ((f"CREATE TABLE {t} (`billing_period` TEXT, `identity_line_item_id` TEXT, `line_item_usage_account_id` TEXT, "
+         "`line_item_unblended_cost` DOUBLE, `line_item_usage_start_date` DATETIME(6), `product_product_name` TEXT)"),
          []),
         ("BEGIN", []),
         (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),

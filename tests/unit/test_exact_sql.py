@@ -211,19 +211,19 @@ def test_duckdb_state_table_and_first_state_row(duckdb: Any, duck_loader: Loader
     assert duckdb.calls == [
         ("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", [DS]),
         ("CREATE SCHEMA IF NOT EXISTS \"ds\"", []),
-        ('CREATE TABLE IF NOT EXISTS "ds"."_finops_load_state" ("vendor" VARCHAR NOT NULL, '
+        (('CREATE TABLE IF NOT EXISTS "ds"."_finops_load_state" ("vendor" VARCHAR NOT NULL, '
          '"export_name" VARCHAR NOT NULL, "billing_period" VARCHAR NOT NULL, "version_id" VARCHAR NOT NULL, '
          '"data_format_version" VARCHAR, "source_location" VARCHAR, "status" VARCHAR NOT NULL, '
          '"file_count" BIGINT, "row_count" BIGINT, "started_at" TIMESTAMPTZ, "finished_at" TIMESTAMPTZ, '
-         '"error_message" VARCHAR, "is_current" BOOLEAN NOT NULL)', []),
-        ('SELECT "vendor", "export_name", "billing_period", "version_id", "data_format_version", "source_location", '
+         '"error_message" VARCHAR, "is_current" BOOLEAN NOT NULL)'), []),
+        (('SELECT "vendor", "export_name", "billing_period", "version_id", "data_format_version", "source_location", '
          '"status", "file_count", "row_count", "started_at", "finished_at", "error_message", "is_current" '
          'FROM "ds"."_finops_load_state" WHERE "vendor" = ? AND "export_name" = ? AND "billing_period" = ? '
-         'ORDER BY "export_name", "billing_period", "started_at", "version_id"', ["aws", "cur-test", "2024-01"]),
+         'ORDER BY "export_name", "billing_period", "started_at", "version_id"'), ["aws", "cur-test", "2024-01"]),
         (STATE_EXISTS.format(ds=DS), ["aws", "cur-test", "2024-01", "v1"]),
-        ('INSERT INTO "ds"."_finops_load_state" ("vendor", "export_name", "billing_period", "version_id", '
+        (('INSERT INTO "ds"."_finops_load_state" ("vendor", "export_name", "billing_period", "version_id", '
          '"data_format_version", "source_location", "status", "file_count", "row_count", "started_at", '
-         '"finished_at", "error_message", "is_current") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+         '"finished_at", "error_message", "is_current") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
          ["aws", "cur-test", "2024-01", "v1", "v1", "file://<root>", "running", 1, None, NOW, None, None, False]),
     ]
 
