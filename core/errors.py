@@ -84,3 +84,12 @@ class Terminated(KeyboardInterrupt):
     nothing half-loaded is visible — and the process exits 143 instead of 130."""
 
     exit_code = 143
+
+    #: set by the SIGTERM handler: a driver may turn our exception into its own interrupt on the way out
+    received = False
+
+
+def stop_code(exc: BaseException) -> int:
+    """The exit code of an interrupt: 143 once SIGTERM was received (whatever a driver made of the exception
+    it raised), 130 for Ctrl-C."""
+    return 143 if isinstance(exc, Terminated) or Terminated.received else 130

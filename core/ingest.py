@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.backends.base import FilePlan, LoadRecord, PeriodLoad, SourceFile
-from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated
+from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated, stop_code
 from core.state import LoadStateTracker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,7 +210,7 @@ class Ingest:
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             ))
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
-            why = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "stopped by the user (Ctrl-C)"
+            why = "terminated (SIGTERM)" if stop_code(stop) == Terminated.exit_code else "stopped by the user (Ctrl-C)"
             _record(tracker.interrupted, record, why)
             raise
         except (SourceError, DestinationError) as exc:

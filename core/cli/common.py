@@ -99,6 +99,7 @@ def _terminate_like_ctrl_c() -> None:
     from core.errors import Terminated
 
     def handler(signum: int, frame: Any) -> None:
+        Terminated.received = True
         raise Terminated()
 
     if threading.current_thread() is threading.main_thread():
@@ -121,7 +122,9 @@ def guarded(func: F) -> F:
                 output.stderr.print_exception()
             _fail(exc, exc.exit_code, kwargs)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
-            code = getattr(exc, "exit_code", 130)
+            from core.errors import stop_code
+
+            code = stop_code(exc)
             word = "Terminated" if code == 143 else "Interrupted"
             output.stderr.print(f"[yellow]{word}.[/yellow] Nothing half-loaded is visible; rerun to continue.")
             _json_error(FinOpsError(f"{word}.", hint="Rerun to continue."), code, kwargs)

@@ -328,8 +328,13 @@ def test_zero_file_manifest_empties_the_period(source: Source, target: Target) -
     assert set(target.period_totals(V2_TABLE)) == {"2024-01"}
 
 
-def test_ctrl_c_during_a_load_leaves_the_previous_version(source: Source, target: Target) -> None:
-    """SIGINT while a restated month loads: exit 130, the month as before, and the next run finishes the job."""
+@pytest.mark.parametrize(("signum", "code", "word"), [(2, 130, "Interrupted"), (15, 143, "Terminated")],
+                         ids=["sigint", "sigterm"])
+def test_ctrl_c_during_a_load_leaves_the_previous_version(
+    source: Source, target: Target, signum: int, code: int, word: str
+) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (cron wrappers, CI, ``timeout``) while a restated month loads: exit 130 / 143,
+    the month as before, the attempt recorded ``interrupted`` (never left ``running``), and the next run loads it."""
     import signal
     import subprocess
     import sys
@@ -351,19 +356,20 @@ def test_ctrl_c_during_a_load_leaves_the_previous_version(source: Source, target
         else:
             raise AssertionError(f"the load never started: {''.join(seen)}")
         time.sleep(0.3)  # into the load itself (100,000 rows take seconds on every backend)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.Signals(signum))
         _, rest = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     stderr = "".join(seen) + rest
-    assert proc.returncode == 130, stderr
-    assert "Interrupted" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert word in stderr and "Traceback" not in stderr
     _assert_matches(target, V2_TABLE, source.truth[V2], ["2024-01", "2024-02"])  # nothing of the new version
     history = {r["version_id"]: r for r in run_cli("aws", "show-state", "--billing-period", "2024-02", "--export-name",
                                                       V2, "--json", env=source.env(target)).json()["records"]}
-    assert not history["exec-big"]["is_current"] and history["exec-big"]["status"] in ("running", "failed")
-    # the next run marks the interrupted attempt failed and loads it
+    assert not history["exec-big"]["is_current"] and history["exec-big"]["status"] == "interrupted"
+    assert history["exec-big"]["error_message"].startswith("interrupted: ")
+    # the next run loads it
     result = _import(source, target, "--export-name", V2)
     assert result.code == 0, result.stderr
     _assert_matches(target, V2_TABLE, restated, ["2024-02"])
