@@ -370,7 +370,7 @@ def test_programmatic_use(s3: S3, tmp_path: Path, gen: Any, monkeypatch: pytest.
     with backend:
         tables = {t.table: t for t in backend.list_tables("aws_billing")}
         assert tables["daily"].periods[0].rows == truth.periods["2024-01"].rows
-        assert backend.query("SELECT COUNT(*) FROM scratch.notes") == [(2,)]
+        assert backend.execute("SELECT COUNT(*) FROM scratch.notes").rows == [(2,)]
 
 
 def test_a_held_lock_times_out_with_a_clear_message(s3: S3, target: DuckDBTarget, tmp_path: Path, gen: Any) -> None:
