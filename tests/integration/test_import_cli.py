@@ -280,7 +280,7 @@ def test_exit_codes_and_messages(s3: S3, target: DuckDBTarget, tmp_path: Path, g
     port = closed_port()
     closed = run_cli("aws", "import-cur", env={**env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
                                                "AWS_MAX_ATTEMPTS": "1"})
-    assert closed.code == 3 and f"127.0.0.1:{port}" in closed.stderr, closed.stderr
+    assert closed.code == 3 and "Cannot reach the S3 endpoint" in closed.stderr, closed.stderr
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
