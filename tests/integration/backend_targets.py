@@ -267,15 +267,6 @@ POSTGRESQL = BackendTarget(
     types={"string": "text", "double": "double precision", "timestamp": "timestamp with time zone", "json": "jsonb"},
     stamp=lambda value: value,
     identifier_limit=63,
-    known_gaps={
-        "test_read_period_of_a_period_without_rows": (
-            pa.ArrowInvalid,
-            (
-                "product bug: PostgreSQLBackend.read_period hands an empty COPY spool to pyarrow.csv.open_csv with "
-                "column_names set, which raises 'Empty CSV file' instead of returning an empty reader"
-            ),
-        ),
-    },
 )
 
 
@@ -364,16 +355,6 @@ MARIADB = BackendTarget(
     # DATETIME(6) has no zone: UTC, naive
     stamp=lambda value: value.astimezone(UTC).replace(tzinfo=None),
     identifier_limit=63,
-    known_gaps={
-        "test_list_tables_of_a_dataset_not_created_yet": (
-            LoadError,
-            (
-                "product bug: GenericSQLBackend.open_dataset is True on every engine with schemas, and MySQL's "
-                "inspector raises 'Unknown database' (1049) for a dataset not created yet, so list_tables (finops "
-                "list-exports before the first import) fails instead of returning []"
-            ),
-        ),
-    },
 )
 
 #: every target of the conformance suite; a new engine is one more declaration here

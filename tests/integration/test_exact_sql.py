@@ -223,12 +223,6 @@ def test_mariadb_ddl_runs_before_the_transaction(maria: Any, maria_dataset: str,
 
 
 @pytest.mark.sql
-@pytest.mark.xfail(
-    raises=AssertionError, strict=True,
-    reason="product gap: GenericSQLBackend.state_executor runs the state store's statements through "
-    "client.execute_qmark, not SqlBackend.execute, so the one choke point every statement should pass "
-    "through misses the _finops_load_state INSERT/UPDATE on SQLite and MariaDB",
-)
 def test_sql_state_statements_pass_through_execute(sqlite: Any, tmp_path: Path) -> None:
     loader = Loader(sqlite, tmp_path / "bucket", "ds")
     replace(sqlite, loader, "2024-01", [write_csv_gz(loader.root, "a.csv.gz", [line(1, "1")])], "v1")

@@ -125,8 +125,12 @@ class PostgreSQLBackend(SqlBackend):
                 [billing_period],
             ).decode()
             cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER false)", spool)
-        spool.seek(0)
         names = list(columns)
+        if not spool.tell():  # a period without rows (a zero-file version): pyarrow refuses an empty CSV
+            spool.close()
+            schema = pa.schema([pa.field(name, pa.string()) for name in names])
+            return pa.RecordBatchReader.from_batches(schema, [])
+        spool.seek(0)
         return pacsv.open_csv(
             spool,
             read_options=pacsv.ReadOptions(column_names=names, block_size=4 * 1024 * 1024),

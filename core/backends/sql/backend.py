@@ -83,6 +83,8 @@ class GenericSQLBackend(SqlBackend):
         return bool(self.client.inspect(lambda inspector: dataset in inspector.get_schema_names()))
 
     def open_dataset(self, dataset: str, *, create: bool = True) -> bool:
+        if self.capabilities.schemas:
+            return super().open_dataset(dataset, create=create)
         return self.client.attach(dataset, create=create)
 
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
@@ -111,12 +113,11 @@ class GenericSQLBackend(SqlBackend):
 
     def state_executor(self, dataset: str) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
         """SQLite: the dataset's file is attached when it exists; only ``ensure()`` (through
-        :meth:`ensure_schema`) creates it, so reading the state never creates files. Timestamps come back as
-        datetimes on every engine."""
+        :meth:`ensure_schema`) creates it, so reading the state never creates files."""
 
         def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
             self.client.attach(dataset, create=False)
-            return self.client.execute_qmark(sql, params)
+            return self.execute(sql, params, what="updating the load state").rows
 
         return execute
 

@@ -114,8 +114,8 @@ class SqlBackend(DatabaseBackend):
 
     def open_dataset(self, dataset: str, *, create: bool = True) -> bool:
         """Make ``dataset`` reachable on this connection (SQLite attaches its file). False: it does not exist
-        and ``create`` is off. Engines with schemas: nothing to do."""
-        return True
+        and ``create`` is off. Engines with schemas have nothing to open; they only say whether it exists."""
+        return create or self.schema_exists(dataset)
 
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
         rows = self.execute(

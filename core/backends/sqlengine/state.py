@@ -123,6 +123,8 @@ def _record(row: Sequence[Any]) -> LoadRecord:
     values = dict(zip(LoadRecord.COLUMNS, row, strict=True))
     for name in ("started_at", "finished_at"):
         value = values[name]
+        if isinstance(value, str):  # SQLite has no timestamp type: ISO text
+            value = datetime.fromisoformat(value)
         if isinstance(value, datetime) and value.tzinfo is None:
             values[name] = value.replace(tzinfo=UTC)
         elif isinstance(value, datetime):
