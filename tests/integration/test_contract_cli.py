@@ -196,3 +196,66 @@ def test_the_hosts_environment_does_not_reach_a_test_process(tmp_path: Path, mon
     result = run_cli("aws", "import-cur", "--source-dir", str(SAMPLES), "--json", env=target.env())
     assert result.code == 0, result.stderr
     assert result.json()["summary"]["loaded"] == 4
+
+
+@pytest.mark.postgresql
+def test_postgresql_lock_timeout_is_exit_1_with_an_error_document(tmp_path: Path, gen: Any, pg_server: Any,
+                                                                  pg_schema: str) -> None:
+    """The advisory lock, seen from outside: an import holds it, a second one gives up after lock_timeout with
+    the README's document (exit 1, ``error`` instead of ``periods``), and the server frees it when the holder dies."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    pg = PostgreSQLTarget(pg_server, pg_schema, tmp_path / "work")
+    gen.write_cur2_export(tmp_path / "src", prefix="", export_name="daily", periods=["2024-01"],
+                          rows_per_period=60_000, seed=9)
+    env = {**pg.env(), "OPEN_FINOPS_AWS_SOURCE_DIR": str(tmp_path / "src"), "OPEN_FINOPS_PROJECT_LOCK_TIMEOUT": "1"}
+
+    def advisory_locks() -> list[tuple[int, int, int]]:
+        return [tuple(r) for r in pg.query(  # type: ignore[misc]
+            "SELECT pid, classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")]
+
+    def wait_until(condition: Any, what: str, seconds: float = 60) -> Any:
+        deadline = time.monotonic() + seconds
+        while not (found := condition()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+        return found
+
+    before = set(advisory_locks())
+    holder = subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--json"],
+                              env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        held = wait_until(lambda: [lk for lk in advisory_locks() if lk not in before], "the import to take its lock")
+        holder.send_signal(signal.SIGKILL)  # the server must free the lock of a process that died
+        holder.wait(timeout=60)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate()
+    (_, classid, objid), = held
+    key = (classid << 32) | objid
+    key = key - (1 << 64) if key >= 1 << 63 else key
+    wait_until(lambda: not [lk for lk in advisory_locks() if lk[1:] == (classid, objid)], "the lock to be freed")
+
+    conn = pg_server.connect()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key])  # as if another machine were importing
+        waited = run_cli("aws", "import-cur", "--json", env=env)
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    finally:
+        conn.close()
+    assert waited.code == 1, waited.stdout + waited.stderr
+    document = waited.json()
+    assert "periods" not in document and document["exit_code"] == 1
+    assert "Another import" in document["error"]["message"] and "Traceback" not in waited.stderr
+    after = run_cli("aws", "import-cur", "--json", env=env)
+    assert after.code == 0 and [p["status"] for p in after.json()["periods"]] == ["loaded"], after.stderr
