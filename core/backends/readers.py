@@ -188,6 +188,11 @@ class Boto3DataReader(DataReader):
             raise
         except (OSError, EOFError, zipfile.BadZipFile, pa.ArrowException, UnicodeDecodeError) as exc:
             raise LoadError(f"{key} is unreadable: {exc}") from exc
+        names = [c.name for c in columns]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # which copy holds the costs? ambiguous input is refused, never resolved by a guess
+            raise LoadError(f"{key} has the column{'s' if len(twice) > 1 else ''} {', '.join(map(repr, twice))} "
+                            "more than once.")
         return SourceFile(key=key, format=fmt, compression=compression, columns=columns, size=size)  # type: ignore[arg-type]
 
     def batches(self, plan: FilePlan) -> pa.RecordBatchReader:

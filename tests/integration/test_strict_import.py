@@ -71,3 +71,61 @@ def test_a_key_with_glob_characters_is_read_literally(tmp_path: Path) -> None:
     code, out = _import(source, db)
     assert code == 0, out
     assert _rows(db) == {"2024-01": 1500, "2024-02": 1500}
+
+
+def _rewrite_csv_part(path: Path, edit: object) -> None:
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines(keepends=True)
+    path.write_bytes(gzip.compress("".join(edit(lines)).encode()))  # type: ignore[operator]
+
+
+def _first_header_is(header: str, old: str, new: str) -> str:
+    assert old in header
+    return header.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "named"),
+    [
+        # a misspelt cost column: the manifest's columns are the contract
+        ("misspelt", lambda ls: [_first_header_is(ls[0], "lineItem/UnblendedCost", "lineItem/UnblendedCosts"), *ls[1:]],
+         "line_item_unblended_cost"),
+        # no header row: the first data row would otherwise become column names
+        # (its values repeat, so the duplicate-column check may be the one that speaks: either names the file)
+        ("no-header", lambda ls: ls[1:], "legacy-cur-1.csv.gz"),
+        # the same column twice: which one holds the costs?
+        ("twice", lambda ls: [ls[0].rstrip("\r\n") + ",lineItem/UnblendedCost\n",
+                              *[line.rstrip("\r\n") + ",0\n" for line in ls[1:]]], "more than once"),
+    ],
+)
+def test_a_csv_part_whose_columns_break_the_manifest_fails_its_month(
+    tmp_path: Path, case: str, edit: object, named: str
+) -> None:
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    shutil.copytree(SAMPLES, source)
+    _rewrite_csv_part(source / PART, edit)
+    code, out = _import(source, db)
+    assert code == 1, out
+    assert "legacy-cur-1.csv.gz" in out and named in out and "Traceback" not in out
+    assert _rows(db) == {"2024-01": 1500}  # the other month loads; the broken one has nothing half-loaded
+    assert [(p, s) for p, s, _, _ in _state(db)] == [("2024-01", "completed"), ("2024-02", "failed")]
+
+
+def test_a_parquet_file_with_a_column_twice_fails_its_month(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    shutil.copytree(SAMPLES, source)
+    path = next((source / "exports/cur2-daily/data/BILLING_PERIOD=2024-02").glob("*.parquet"))
+    table = pq.read_table(path)
+    cost = table.column("line_item_unblended_cost")
+    pq.write_table(pa.Table.from_arrays([*table.columns, cost], names=[*table.column_names, cost._name or
+                                                                         "line_item_unblended_cost"]), path)
+    result = run_cli("aws", "import-cur", "--source-dir", str(source), "--export-name", "cur2-daily",
+                     "-D", f"database_path={db}", "--json")
+    out = result.stdout + result.stderr
+    assert result.code == 1, out
+    assert "cur2-daily-00001.snappy.parquet" in out and "more than once" in out and "Traceback" not in out
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT billing_period, COUNT(*) FROM aws_billing.cur2_daily GROUP BY 1").fetchall() == [
+            ("2024-01", 2000)]

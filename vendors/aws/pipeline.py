@@ -13,11 +13,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from core.backends.base import FilePlan, LoadRecord, SourceFile
-from core.errors import ConfigError
+from core.errors import ConfigError, LoadError
 from core.ingest import ImportReport, Ingest, PeriodOutcome, PeriodSource, ProgressListener
 from core.ingest import read_state as _read_state
 from core.storage import LocalStore, ObjectStore, S3Store
-from vendors.aws.columns import column_specs
+from vendors.aws.columns import column_specs, normalise_name
 from vendors.aws.manifest import BillingManifest, ManifestScan, discover_exports, find_manifests
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,9 +139,39 @@ def period_source(manifest: BillingManifest, store: ObjectStore) -> PeriodSource
 
 
 def _plan_file(manifest: BillingManifest, source: SourceFile) -> FilePlan:
-    """CUR naming and typing of one file, with the period as a constant ``billing_period`` column."""
+    """CUR naming and typing of one file, with the period as a constant ``billing_period`` column.
+
+    Raises:
+        LoadError: the file's columns are not the ones its manifest lists.
+    """
+    check_columns(manifest, source)
     manifest_types = {column.source_name: column.type for column in manifest.columns}
     return FilePlan(source, column_specs(source, manifest_types), (("billing_period", manifest.billing_period),))
+
+
+def check_columns(manifest: BillingManifest, source: SourceFile) -> None:
+    """The manifest's column list is the contract for every file it names: a misspelt or missing cost column, or a
+    part without its header row (whose first data row would become column names), fails the period by name.
+    Names are compared as CUR 2.0 names, so a v1 Parquet file (snake_case) matches its manifest (``category/Name``).
+
+    Raises:
+        LoadError: a column is missing from the file, or the file has one the manifest does not list.
+    """
+    if not manifest.columns:  # hand-made or very old manifests list no columns: nothing to compare with
+        return
+    expected = {normalise_name(column.source_name) for column in manifest.columns}
+    found = {normalise_name(column.name) for column in source.columns}
+    missing, unknown = sorted(expected - found), sorted(found - expected)
+    if missing or unknown:
+        parts = ([f"missing {_names(missing)}"] if missing else []) + (
+            [f"not in the manifest {_names(unknown)}"] if unknown else [])
+        raise LoadError(f"{source.key}: its columns do not match its manifest {manifest.manifest_key} "
+                        f"({'; '.join(parts)}).")
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def read_state(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.backends.base import DataReader, FilePlan, SourceColumn, SourceFile
-from core.backends.sqlengine.types import kind_of
-from core.errors import LoadError
+from core.backends.base import DataReader, FilePlan, SourceFile
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -58,20 +56,9 @@ class DuckDBDataReader(DataReader):
         )
 
     def describe(self, key: str, *, size: int = 0) -> SourceFile:
-        from core.backends.readers import sniff_format
-
-        try:
-            head = self.store.read_head(key, 8)
-        except OSError as exc:  # a file the manifest names but the source lacks: this period fails, not the run
-            raise LoadError(f"{key} is unreadable: {exc}") from exc
-        fmt, compression = sniff_format(head, key)
-        if not self._native(compression, key):
-            return self.fallback.describe(key, size=size)
-        probe = SourceFile(key=key, format=fmt, compression=compression, columns=(), size=size)  # type: ignore[arg-type]
-        scan, params = self._scan(probe)
-        rows = self.backend.execute(f"DESCRIBE SELECT * FROM {scan}", params, what=f"reading {key}").rows
-        columns = tuple(SourceColumn(name, kind_of(type_name, "duckdb")) for name, type_name, *_ in rows)  # type: ignore[arg-type]
-        return SourceFile(key=key, format=fmt, compression=compression, columns=columns, size=size)  # type: ignore[arg-type]
+        """The file's real format and its columns as written: a CSV header read as text, a Parquet footer read
+        by range (DuckDB's own DESCRIBE would rename a column that appears twice, hiding ambiguous input)."""
+        return self.fallback.describe(key, size=size)
 
     def scan_sql(self, plan: FilePlan) -> tuple[str, list[Any]] | None:
         return self.select_sql(plan) if self.native(plan) else None
