@@ -43,6 +43,8 @@ class PeriodSource:
     data_keys: tuple[str, ...]
     #: the vendor's naming and typing of one file of this period
     plan: Callable[[SourceFile], FilePlan] = field(compare=False, repr=False)
+    #: where the export lives; one export name found in two places is refused, never loaded into one table
+    origin: str = ""
 
 
 class ProgressListener:
@@ -135,6 +137,12 @@ class Ingest:
         for period in periods:
             by_export[period.export_name].append(period)
         for export_name, exports in by_export.items():
+            refusal = self._ambiguous(export_name, exports, by_export)
+            if refusal:
+                log.error("%s", refusal)
+                report.outcomes.extend(PeriodOutcome(export_name, p.billing_period, p.version_id, "failed",
+                                                     error=refusal) for p in exports)
+                continue
             if dry_run:
                 report.outcomes.extend(self._plan_only(export_name, exports))
                 continue
@@ -143,6 +151,28 @@ class Ingest:
                 report.outcomes.extend(self._import_export(export_name, exports))
         report.outcomes.sort(key=lambda o: (o.export_name, o.billing_period or ""))
         return report
+
+    def _ambiguous(
+        self, export_name: str, periods: Sequence[PeriodSource], found: dict[str, list[PeriodSource]]
+    ) -> str | None:
+        """Why this export must not be loaded: found in two places, or its table is another export's (names
+        differing only by case or ``-``/``_``). The table would hold one export's rows under the other's state.
+        The first name in sort order keeps the table; the state of earlier runs is checked when importing."""
+        origins = sorted({p.origin for p in periods if p.origin})
+        if len(origins) > 1:
+            return (f"Export {export_name!r} is found in {len(origins)} places ({', '.join(origins)}); it is not "
+                    "imported. Point --prefix at one of them.")
+        table = self.backend.table_name(export_name)
+        rivals = sorted(n for n in found if n != export_name and self.backend.table_name(n) == table)
+        if rivals and rivals[0] < export_name:
+            return (f"Exports {rivals[0]!r} and {export_name!r} would share the table {table}; {export_name!r} is "
+                    "not imported. Import them into different datasets, or select one with --export-name.")
+        return None
+
+    def _table_owner(self, tracker: LoadStateTracker, export_name: str, table: str) -> str | None:
+        """Another export whose rows the table already holds, according to the state."""
+        owners = {r.export_name for r in tracker.history() if r.export_name != export_name}
+        return next((n for n in sorted(owners) if self.backend.table_name(n) == table), None)
 
     def _tracker(self) -> LoadStateTracker:
         return LoadStateTracker(self.backend.state_manager(self.dataset), vendor=self.vendor)
@@ -169,6 +199,13 @@ class Ingest:
         tracker.recover_interrupted(export_name)
         current = tracker.current(export_name)
         table = self.backend.table_name(export_name)
+        owner = self._table_owner(tracker, export_name, table)
+        if owner is not None:
+            error = (f"The table {table} already holds export {owner!r}; {export_name!r} maps to the same table and "
+                     "is not imported. Import it into a different dataset.")
+            log.error("%s", error)
+            return [PeriodOutcome(export_name, p.billing_period, p.version_id, "failed", table=table, error=error)
+                    for p in periods]
         todo = [p for p in periods if tracker.needs_load(current.get(p.billing_period), p.version_id,
                                                          reset=self.reset)]
         file_sizes = {p: sizes(self.store, p) for p in todo}

@@ -129,3 +129,50 @@ def test_a_parquet_file_with_a_column_twice_fails_its_month(tmp_path: Path) -> N
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("SELECT billing_period, COUNT(*) FROM aws_billing.cur2_daily GROUP BY 1").fetchall() == [
             ("2024-01", 2000)]
+
+
+def _tables(db: Path) -> dict[str, int]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        names = [t for (t,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'aws_billing' "
+            "AND table_name <> '_finops_load_state'").fetchall()]
+        return {t: conn.execute(f'SELECT COUNT(*) FROM aws_billing."{t}"').fetchone()[0] for t in names}
+
+
+def _state_exports(db: Path) -> set[str]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {e for (e,) in conn.execute("SELECT DISTINCT export_name FROM aws_billing._finops_load_state").fetchall()}
+
+
+def test_exports_whose_names_share_a_table_are_refused_not_mixed(tmp_path: Path, gen: object) -> None:
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    first = gen.write_cur2_export(source, prefix="cur", export_name="Prod-Daily", periods=["2024-01"],  # type: ignore[attr-defined]
+                                  rows_per_period=20)
+    gen.write_cur2_export(source, prefix="cur", export_name="prod_daily", periods=["2024-01"],  # type: ignore[attr-defined]
+                          rows_per_period=30, seed=7)
+    result = run_cli("aws", "import-cur", "--source-dir", str(source), "--prefix", "cur", "-D", f"database_path={db}",
+                     "--json")
+    out = result.stdout + result.stderr
+    assert result.code == 1, out
+    assert "would share the table prod_daily" in out and "Traceback" not in out
+    assert _tables(db) == {"prod_daily": first.periods["2024-01"].rows}  # only the first name's rows
+    assert _state_exports(db) == {"Prod-Daily"}  # the state claims nothing for the refused export
+    # a later run that finds only the other name is refused too: the table already holds the first one
+    again = run_cli("aws", "import-cur", "--source-dir", str(source), "--prefix", "cur", "--export-name",
+                    "prod_daily", "-D", f"database_path={db}", "--json")
+    assert again.code == 1 and "already holds export 'Prod-Daily'" in again.stdout + again.stderr
+    assert _tables(db) == {"prod_daily": first.periods["2024-01"].rows} and _state_exports(db) == {"Prod-Daily"}
+
+
+def test_one_export_name_under_two_parents_is_refused(tmp_path: Path, gen: object) -> None:
+    source, db = tmp_path / "bucket", tmp_path / "finops.duckdb"
+    gen.write_cur2_export(source, prefix="cur/live", export_name="prod", periods=["2024-01"],  # type: ignore[attr-defined]
+                          rows_per_period=20)
+    gen.write_cur2_export(source, prefix="cur/backup", export_name="prod", periods=["2024-01", "2024-02"],  # type: ignore[attr-defined]
+                          rows_per_period=30, seed=9)
+    result = run_cli("aws", "import-cur", "--source-dir", str(source), "--prefix", "cur", "-D", f"database_path={db}",
+                     "--json")
+    out = result.stdout + result.stderr
+    assert result.code == 1, out
+    assert "found in 2 places" in out and "cur/backup/prod" in out and "cur/live/prod" in out
+    assert not db.exists()  # refused before anything was written: no table, no state row

@@ -25,7 +25,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -72,6 +72,8 @@ class BillingManifest:
     columns: tuple[ManifestColumn, ...]
     format_hint: str | None
     compression: str | None
+    #: the folder the export lives in (``<parent>/<export>/…``): one export name under two parents is two exports
+    parent: str = ""
 
 
 @dataclass(frozen=True)
@@ -389,7 +391,7 @@ def _load_one(store: ObjectStore, chosen: _Candidate, version: CurVersion, scan:
         if (start and manifest.billing_period < start) or (end and manifest.billing_period > end):
             log.debug("Skipping %s: billing period %s is out of range.", chosen.key, manifest.billing_period)
         else:
-            scan.manifests.append(manifest)
+            scan.manifests.append(replace(manifest, parent=chosen.parent))
         return
     log.warning("%s", error.message)
     scan.problems.append(ManifestProblem(chosen.export_name, chosen.period, chosen.key, error))

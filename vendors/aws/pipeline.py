@@ -135,6 +135,7 @@ def period_source(manifest: BillingManifest, store: ObjectStore) -> PeriodSource
         export_name=manifest.export_name, billing_period=manifest.billing_period, version_id=manifest.version_id,
         data_format_version=manifest.cur_version, location=store.uri(manifest.manifest_key),
         data_keys=tuple(manifest.data_keys), plan=partial(_plan_file, manifest),
+        origin=store.uri(f"{manifest.parent}/{manifest.export_name}".lstrip("/")),
     )
 
 
