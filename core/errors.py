@@ -93,3 +93,17 @@ def stop_code(exc: BaseException) -> int:
     """The exit code of an interrupt: 143 once SIGTERM was received (whatever a driver made of the exception
     it raised), 130 for Ctrl-C."""
     return 143 if isinstance(exc, Terminated) or Terminated.received else 130
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM hidden in ``exc``'s chain: a signal lands wherever the process is, and Python or a
+    library may wrap it (``RuntimeError`` from ``__set_name__`` while a module is imported, a driver's own error)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, KeyboardInterrupt):
+            return node
+        seen.add(id(node))
+        wrapped = getattr(node, "exception", None)  # dlt keeps the step's error there
+        node = node.__cause__ or node.__context__ or (wrapped if isinstance(wrapped, BaseException) else None)
+    return None

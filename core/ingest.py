@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.backends.base import FilePlan, LoadRecord, PeriodLoad, SourceFile
-from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated, stop_code
+from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated, interrupt_in, stop_code
 from core.state import LoadStateTracker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -257,6 +257,14 @@ class Ingest:
             outcome.status, outcome.error = "failed", exc.message
             _record(tracker.fail, record, exc.message)
             log.error("%s %s failed: %s", period.export_name, period.billing_period, exc.message)
+        except Exception as exc:  # a bug, or a signal a library wrapped: never leave the attempt 'running'
+            stop = interrupt_in(exc)
+            if stop is not None:
+                why = "terminated (SIGTERM)" if stop_code(stop) == Terminated.exit_code else "stopped by the user"
+                _record(tracker.interrupted, record, why)
+                raise stop from None
+            _record(tracker.fail, record, f"Unexpected error: {type(exc).__name__}: {exc}")
+            raise
         outcome.seconds = round(time.perf_counter() - started, 3)
         return outcome
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from core.backends import conform
 from core.backends.base import ColumnKind, FilePlan, PeriodLoad
 from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
-from core.errors import DestinationError, FinOpsError, LoadError
+from core.errors import DestinationError, FinOpsError, LoadError, interrupt_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.backends.sqlengine import SqlBackend
@@ -214,7 +214,7 @@ def load_stage(
     try:
         pipeline.run(resource, loader_file_format=loader_file_format, refresh="drop_sources")
     except Exception as exc:  # noqa: BLE001 - translated at the boundary
-        error = translate_dlt_error(exc, what)
+        error: BaseException = interrupt_in(exc) or translate_dlt_error(exc, what)  # Ctrl-C stays Ctrl-C
         try:
             _abort_pending(pipeline)
         except Exception as cleanup:  # noqa: BLE001 - the load's own error matters more

@@ -106,6 +106,17 @@ def _terminate_like_ctrl_c() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _stopped(exc: KeyboardInterrupt, kwargs: dict[str, Any]) -> NoReturn:
+    """Ctrl-C (exit 130) or SIGTERM (143): one line, the JSON document when asked, no traceback."""
+    from core.errors import stop_code
+
+    code = stop_code(exc)
+    word = "Terminated" if code == 143 else "Interrupted"
+    output.stderr.print(f"[yellow]{word}.[/yellow] Nothing half-loaded is visible; rerun to continue.")
+    _json_error(FinOpsError(f"{word}.", hint="Rerun to continue."), code, kwargs)
+    raise typer.Exit(code) from None
+
+
 def guarded(func: F) -> F:
     """Turn library errors into one message on stderr and the contract's exit code."""
 
@@ -122,14 +133,13 @@ def guarded(func: F) -> F:
                 output.stderr.print_exception()
             _fail(exc, exc.exit_code, kwargs)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
-            from core.errors import stop_code
-
-            code = stop_code(exc)
-            word = "Terminated" if code == 143 else "Interrupted"
-            output.stderr.print(f"[yellow]{word}.[/yellow] Nothing half-loaded is visible; rerun to continue.")
-            _json_error(FinOpsError(f"{word}.", hint="Rerun to continue."), code, kwargs)
-            raise typer.Exit(code) from None
+            _stopped(exc, kwargs)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback without --debug
+            from core.errors import interrupt_in
+
+            stop = interrupt_in(exc)
+            if stop is not None:  # a signal that a library wrapped in its own error
+                _stopped(stop, kwargs)
             if _debug["on"]:
                 raise
             error = FinOpsError(f"Unexpected error: {type(exc).__name__}: {exc}",

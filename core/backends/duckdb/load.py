@@ -8,6 +8,8 @@ from core.backends.sqlengine.strategy import Columns, Kinds, LoadStrategy
 from core.errors import LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+
     import pyarrow as pa
 
     from core.backends.base import PeriodLoad
