@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.backends.base import dataset_name
 from core.backends.duckdb.config import DuckDBConfig
 from core.backends.postgresql.config import PostgreSQLConfig
 from core.backends.sql.config import GenericSQLConfig
@@ -90,6 +91,8 @@ class AwsSettings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     dataset_name: str = Field("aws_billing", description="Schema / dataset holding the export tables and state.")
+
+    _dataset_name = field_validator("dataset_name")(lambda cls, value: dataset_name(value))
     bucket: str | None = None
     prefix: str = ""
     export_name: str | None = Field(None, description="Only this export (default: every export under prefix).")

@@ -136,6 +136,8 @@ class FinOpsTomlSource(RecordingSource):
                     data = tomllib.load(handle)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+            except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+                raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8.") from None
             except OSError as exc:
                 raise ConfigError(f"Cannot read {path}: {exc}") from exc
         for key_path, value in self._check_keys(data):

@@ -35,6 +35,21 @@ STATE_TABLE = "_finops_load_state"
 Status = Literal["running", "completed", "failed", "interrupted"]
 
 
+_DATASET = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
+
+
+def dataset_name(value: str | None) -> str | None:
+    """A schema / dataset name every engine accepts: a letter or ``_``, then letters, digits, ``_``, ``$``, ``-``;
+    at most 63 characters. Checked where it is configured, so a bad name is exit 2 naming the key.
+
+    Raises:
+        ValueError: the name breaks that rule.
+    """
+    if value is not None and not _DATASET.match(value):
+        raise ValueError("a schema/dataset name: a letter or _, then letters, digits, _, $ or -, at most 63")
+    return value
+
+
 class BackendConfig(BaseModel):
     """Settings of one backend (a ``[database.<name>]`` sub-table). Secrets are ``SecretStr``."""
 

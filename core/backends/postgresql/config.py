@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import warnings
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from core.backends.base import BackendConfig
+from core.backends.base import BackendConfig, dataset_name
 
 # ``schema`` is the contract's key name; pydantic warns that it shadows BaseModel.schema(), which we never call.
 with warnings.catch_warnings():
@@ -23,6 +23,8 @@ with warnings.catch_warnings():
         port: int = Field(5432, ge=1, le=65535, description="Server port.")
         database: str = Field("finops", description="Database to connect to.")
         schema: str | None = Field(None, description="Schema for the export tables (default: [aws] dataset_name).")
+
+        _schema = field_validator("schema")(lambda cls, value: dataset_name(value))
         user: str = Field("finops", description="Role to log in as.")
         sslmode: str = Field(
             "prefer", description="libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full."

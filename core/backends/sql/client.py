@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from core.backends.sql.config import GenericSQLConfig, mask_url
 from core.backends.sql.dialects import TIMESTAMP_COLUMNS, bind_value, parse_stamp
+from core.backends.sqlengine.names import quote_identifier
 from core.backends.sqlengine.params import qmark_to_named
 from core.errors import ConfigError, DestinationError, LoadError
 
@@ -100,7 +101,8 @@ class SQLAlchemyClient:
             sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         try:
             conn = engine.connect()
-            conn.execute(sa.text("SELECT 1"))
+            # SQLite opens anything lazily; reading the schema proves the file is a database
+            conn.execute(sa.text("PRAGMA schema_version" if sqlite else "SELECT 1"))
             conn.commit()
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
@@ -216,7 +218,15 @@ class SQLAlchemyClient:
         path = main.parent / f"{main.stem}__{dataset}{main.suffix}"
         if not create and not path.exists():
             return False
-        raw.execute("ATTACH DATABASE ? AS ?", (str(path), dataset))  # outside any transaction, as SQLite requires
+        import sqlite3
+
+        try:
+            raw.execute("ATTACH DATABASE ? AS ?", (str(path), dataset))  # outside any transaction, as SQLite wants
+            raw.execute(f"PRAGMA {quote_identifier(dataset, 'sqlite')}.schema_version")  # proves it is a database
+        except sqlite3.DatabaseError as exc:
+            with suppress(sqlite3.Error):
+                raw.execute("DETACH DATABASE ?", (dataset,))
+            raise DestinationError(f"Cannot use {path} for the dataset {dataset!r}: {exc}") from None
         return True
 
 

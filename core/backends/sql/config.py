@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import warnings
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from core.backends.base import BackendConfig
+from core.backends.base import BackendConfig, dataset_name
 
 # greedy up to the last "@": an unencoded "@" or "/" inside a password must not leak its tail (over-masking is safe)
 _URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):.*@(?=[^@]*$)")
@@ -42,6 +42,8 @@ with warnings.catch_warnings():
         schema: str | None = Field(
             None, description="Schema for the export tables (default: [aws] dataset_name); an attached file on SQLite."
         )
+
+        _schema = field_validator("schema")(lambda cls, value: dataset_name(value))
 
         def url(self) -> str | None:
             return self.credentials.get_secret_value() if self.credentials else None
