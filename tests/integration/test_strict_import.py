@@ -176,3 +176,29 @@ def test_one_export_name_under_two_parents_is_refused(tmp_path: Path, gen: objec
     assert result.code == 1, out
     assert "found in 2 places" in out and "cur/backup/prod" in out and "cur/live/prod" in out
     assert not db.exists()  # refused before anything was written: no table, no state row
+
+
+def test_s3_refusing_duckdbs_own_reads_is_exit_3(s3: object, tmp_path: Path, gen: object) -> None:
+    """boto3 lists and reads the header, then S3 refuses the ranged reads DuckDB's httpfs makes itself (a key
+    that expired, a bucket policy by user agent): the source refused access, which is exit 3, not a bad month."""
+    from tests.integration.s3_faults import Fault, FaultProxy
+
+    root, bucket = tmp_path / "bucket", s3.new_bucket()  # type: ignore[attr-defined]
+    gen.write_cur1_export(root, prefix="cur", export_name="plain", periods=["2024-01"],  # type: ignore[attr-defined]
+                          rows_per_period=20, parts=1, compression="none")
+    s3.upload_tree(root, bucket)  # type: ignore[attr-defined]
+    with FaultProxy(s3.endpoint) as proxy:  # type: ignore[attr-defined]
+        proxy.add(Fault(method="GET", path=".csv", ranged=True, times=1))  # boto3's 8-byte sniff goes through
+        proxy.add(Fault.error(403, "AccessDenied", method="GET", path=".csv", ranged=True, times=None))
+        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": proxy.endpoint}
+        result = run_cli("aws", "import-cur", "--bucket", bucket, "--prefix", "cur",
+                         "-D", f"database_path={tmp_path / 'f.duckdb'}", "--json", env=env)
+        seen = [(r.method, r.path, r.range) for r in proxy.seen if ".csv" in r.path]
+    out = result.stdout + result.stderr
+    assert result.code == 3, (out, seen)
+    # boto3's sniff and header read, then DuckDB's own ranged reads, refused
+    assert [r for _, _, r in seen][:2] == ["bytes=0-7", None] and len(seen) > 2, seen
+    assert "refused access" in out and "Traceback" not in out and "testing-secret" not in out
+    with duckdb.connect(str(tmp_path / "f.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT status FROM aws_billing._finops_load_state").fetchall() == [("failed",)]

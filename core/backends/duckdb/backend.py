@@ -9,6 +9,7 @@ with bound parameters — never in SQL text, never in a log line.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -20,7 +21,7 @@ from core.backends.duckdb.config import DuckDBConfig
 from core.backends.duckdb.load import EngineScan
 from core.backends.locks import file_lock
 from core.backends.sqlengine import Result, SqlBackend
-from core.errors import ConfigError, DestinationError, LoadError
+from core.errors import ConfigError, DestinationError, LoadError, SourceError
 
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
@@ -38,6 +39,10 @@ def _httpfs_path(version: str) -> Path | None:
         return None
     path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{version}" / "httpfs.duckdb_extension"
     return path if path.exists() else None
+
+
+#: httpfs errors that mean the credentials or the endpoint were refused (not one missing or broken file)
+_ACCESS_REFUSED = re.compile(r"HTTP 40[13]\b|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken")
 
 
 def _literal(text: str) -> str:
@@ -62,6 +67,7 @@ class DuckDBBackend(SqlBackend):
         self.config: DuckDBConfig = config
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._s3_store: ObjectStore | None = None
+        self._s3_secret: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     @property
@@ -132,6 +138,10 @@ class DuckDBBackend(SqlBackend):
                 raise KeyboardInterrupt from None
             raise
         except duckdb.IOException as exc:
+            if _ACCESS_REFUSED.search(str(exc)):  # S3 refused the credentials: the source, not one file (exit 3)
+                reason = str(exc).splitlines()[0]
+                raise SourceError(f"S3 refused access while {what}: {reason}",
+                                  hint="Check the AWS credentials (profile, role, keys) and the bucket policy.") from None
             raise LoadError(f"I/O error while {what}: {exc}") from exc
         except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
             raise LoadError(f"Bad data while {what}: {exc}") from exc
@@ -152,22 +162,26 @@ class DuckDBBackend(SqlBackend):
         self.execute("COMMIT" if commit else "ROLLBACK", what="committing")
 
     def enable_s3(self, store: ObjectStore) -> None:
-        """Load httpfs from the pinned wheel and hand DuckDB the credentials boto3 resolved."""
-        if self._s3_store is store:
-            return
+        """Load httpfs from the pinned wheel (once per connection) and hand DuckDB the credentials boto3 resolved.
+
+        Called again before each file: boto3 refreshes expiring credentials (SSO, assumed roles, instance
+        profiles) by itself, and the secret is replaced when they changed, so a long backfill outlives them.
+        """
         import duckdb
 
-        path = _httpfs_path(duckdb.__version__)
-        try:
-            if path is not None:
-                self.connection.execute(f"LOAD {_literal(str(path))}")
-            else:
-                self.connection.execute("LOAD httpfs")
-        except duckdb.Error as exc:
-            raise ConfigError(
-                f"DuckDB cannot load its httpfs extension to read S3: {exc}",
-                hint=f"pip install 'duckdb-extension-httpfs=={duckdb.__version__}'",
-            ) from exc
+        if self._s3_store is not store:
+            path = _httpfs_path(duckdb.__version__)
+            try:
+                if path is not None:
+                    self.connection.execute(f"LOAD {_literal(str(path))}")
+                else:
+                    self.connection.execute("LOAD httpfs")
+            except duckdb.Error as exc:
+                raise ConfigError(
+                    f"DuckDB cannot load its httpfs extension to read S3: {exc}",
+                    hint=f"pip install 'duckdb-extension-httpfs=={duckdb.__version__}'",
+                ) from exc
+            self._s3_store, self._s3_secret = store, None
         info = store.connection_info()  # type: ignore[attr-defined]
         options: dict[str, Any] = {"REGION": info.region}
         if info.access_key_id:
@@ -180,11 +194,14 @@ class DuckDBBackend(SqlBackend):
             options["ENDPOINT"] = host.rstrip("/")
             options["USE_SSL"] = scheme == "https"
             options["URL_STYLE"] = "path"  # S3-compatible stores rarely have virtual-host DNS
+        fingerprint = hash(tuple(options.items()))  # in memory only; compared, never shown
+        if fingerprint == self._s3_secret:
+            return
         clause = ", ".join(f"{name} ?" for name in options)
         self.connection.execute(
             f"CREATE OR REPLACE TEMPORARY SECRET finops_s3 (TYPE s3, {clause})", list(options.values())
         )
-        self._s3_store = store
+        self._s3_secret = fingerprint
 
     # -- backend API ----------------------------------------------------------------------------------------
     def get_dlt_destination(self) -> Any:

@@ -61,7 +61,11 @@ class DuckDBDataReader(DataReader):
         return self.fallback.describe(key, size=size)
 
     def scan_sql(self, plan: FilePlan) -> tuple[str, list[Any]] | None:
-        return self.select_sql(plan) if self.native(plan) else None
+        if not self.native(plan):
+            return None
+        if self.store.scheme == "s3":
+            self.backend.enable_s3(self.store)  # credentials that expired since the last file are renewed
+        return self.select_sql(plan)
 
     def select_sql(self, plan: FilePlan) -> tuple[str, list[Any]]:
         """One SELECT reading the file and typing every column as the plan says."""
