@@ -150,6 +150,8 @@ class Case:
     via: str = "s3"
     #: start from the baseline database (January–March loaded); else from an empty one
     baseline: bool = True
+    #: start from the baseline source tree (default: when starting from the baseline database)
+    source_tree: bool | None = None
     #: April (new in the source): "loaded" | "absent" | "any"; default: loaded when the run could load (exit 0/1)
     april: str | None = None
     #: extra assertions, called with (ctx, result, readback)

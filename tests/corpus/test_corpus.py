@@ -41,7 +41,7 @@ CASES = [*cases_data.CASES, *cases_manifest.CASES, *cases_names.CASES, *cases_co
 
 def _context(case: Case, backend: str, tmp_path: Path, source: BaseSource, make_target: Any, gen: Any) -> Ctx:
     root = tmp_path / "bucket"
-    if case.baseline:
+    if case.baseline if case.source_tree is None else case.source_tree:
         copy_tree(source.root, root)
         truth = copy.deepcopy(source.truth)
     else:
