@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from core.backends.base import dataset_name
 from core.backends.duckdb.config import DuckDBConfig
 from core.backends.postgresql.config import PostgreSQLConfig
+from core.backends.snowflake.config import SnowflakeConfig
 from core.backends.sql.config import GenericSQLConfig
 from core.config_sources import (
     CURRENT_LOAD,
@@ -79,6 +80,7 @@ class DatabaseSettings(BaseModel):
     duckdb: DuckDBConfig = Field(default_factory=DuckDBConfig)
     postgresql: PostgreSQLConfig = Field(default_factory=PostgreSQLConfig)
     sql: GenericSQLConfig = Field(default_factory=GenericSQLConfig)
+    snowflake: SnowflakeConfig = Field(default_factory=SnowflakeConfig)
 
     # Filled in by Config (the data directory is a [project] setting every backend needs).
     data_dir: Path = Field(Path("./data"), exclude=True, json_schema_extra={"internal": True})
