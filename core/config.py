@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.backends.base import dataset_name
+from core.backends.bigquery.config import BigQueryConfig
 from core.backends.duckdb.config import DuckDBConfig
 from core.backends.postgresql.config import PostgreSQLConfig
 from core.backends.snowflake.config import SnowflakeConfig
@@ -81,6 +82,7 @@ class DatabaseSettings(BaseModel):
     postgresql: PostgreSQLConfig = Field(default_factory=PostgreSQLConfig)
     sql: GenericSQLConfig = Field(default_factory=GenericSQLConfig)
     snowflake: SnowflakeConfig = Field(default_factory=SnowflakeConfig)
+    bigquery: BigQueryConfig = Field(default_factory=BigQueryConfig)
 
     # Filled in by Config (the data directory is a [project] setting every backend needs).
     data_dir: Path = Field(Path("./data"), exclude=True, json_schema_extra={"internal": True})

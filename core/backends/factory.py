@@ -30,7 +30,16 @@ class BackendSpec:
     description: str
 
     def missing_modules(self) -> list[str]:
-        return [m for m in self.modules if importlib.util.find_spec(m) is None]
+        return [m for m in self.modules if not _installed(m)]
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported; a dotted name whose parent package is missing is simply not installed
+    (``find_spec`` raises instead of returning None there)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 REGISTRY: dict[str, BackendSpec] = {
@@ -45,6 +54,10 @@ REGISTRY: dict[str, BackendSpec] = {
         "sql", "core.backends.sql.backend:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
         "Any SQLAlchemy database through dlt (SQLite, MySQL, …)",
     ),
+    "bigquery": BackendSpec(
+        "bigquery", "core.backends.bigquery.backend:BigQueryBackend", "bigquery", ("google.cloud.bigquery", "dlt"),
+        "Google BigQuery (load jobs or LOAD DATA from S3 into staging, one transaction per period)",
+    ),
 }
 
 ALIASES: dict[str, str] = {
@@ -53,6 +66,7 @@ ALIASES: dict[str, str] = {
     "postgres": "postgresql",
     "pg": "postgresql",
     "sqlalchemy": "sql",
+    "bq": "bigquery",
 }
 
 

@@ -301,9 +301,10 @@ def test_json_outputs_parse(source: Source, target: Target) -> None:
             assert value not in json.dumps(shown) and value.split("@")[0].rsplit(":", 1)[1] not in json.dumps(shown)
 
     listed = {b["name"]: b for b in run_cli("backends", "list", "--json", env=env).json()["backends"]}
-    assert set(listed) == {"duckdb", "postgresql", "sql"}
+    assert set(listed) == {"duckdb", "postgresql", "sql", "bigquery"}
     assert all(b["installed"] and b["missing"] == [] for b in listed.values())  # the dev install has every extra
     assert {"pg", "postgres"} <= set(listed["postgresql"]["aliases"]) and "sqlalchemy" in listed["sql"]["aliases"]
+    assert listed["bigquery"]["aliases"] == ["bq"]
 
     plan = run_cli("aws", "import-cur", "--dry-run", "--json", env=env).json()
     assert plan["dry_run"] is True and plan["backend"] == backend
