@@ -98,8 +98,39 @@ ensure_server_packages() {  # PostgreSQL and MariaDB server binaries
   fi
 }
 
+# The BigQuery tests run bqemulator (PyPI) from a venv of its own, because it pins its own DuckDB; its DuckDB
+# extensions come as wheels so that it never downloads them (tests/integration/bq_emulator.py installs them into
+# the emulator's own HOME and starts it once per test session).
+BQEMULATOR_VENV="${FINOPS_BQEMULATOR_VENV:-$HERE/.venv-emulators/bqemulator}"
+BQEMULATOR_PACKAGES=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extension-spatial==1.5.5 duckdb-extension-avro==1.5.5 numpy)
+
+ensure_bigquery_emulator() {
+  local stamp="$BQEMULATOR_VENV/.finops-installed" want="${BQEMULATOR_PACKAGES[*]}" log
+  if [ -x "$BQEMULATOR_VENV/bin/bqemulator" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ "${FINOPS_TEST_NO_INSTALL:-}" = 1 ]; then
+    echo "finops.sh: the BigQuery tests need bqemulator; install it: python3 -m venv $BQEMULATOR_VENV && $BQEMULATOR_VENV/bin/pip install ${BQEMULATOR_PACKAGES[*]}" >&2
+    exit 2
+  fi
+  echo "finops.sh: installing ${BQEMULATOR_PACKAGES[*]} into $BQEMULATOR_VENV (the BigQuery emulator the tests start)" >&2
+  if [ ! -x "$BQEMULATOR_VENV/bin/python" ]; then
+    mkdir -p "$(dirname "$BQEMULATOR_VENV")"
+    "$(find_python)" -m venv "$BQEMULATOR_VENV"
+  fi
+  log="$BQEMULATOR_VENV/pip-install.log"
+  if ! "$BQEMULATOR_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${BQEMULATOR_PACKAGES[@]}" \
+      >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "finops.sh: installing bqemulator failed (log: $log); install it: $BQEMULATOR_VENV/bin/pip install ${BQEMULATOR_PACKAGES[*]}" >&2
+    exit 2
+  fi
+  echo "$want" > "$stamp"
+}
+
 ensure_test_services() {  # one step per kind of service the tests need; add new ones (emulators, ...) here
   ensure_server_packages
+  ensure_bigquery_emulator
 }
 
 if [ "${1:-}" = "test" ]; then

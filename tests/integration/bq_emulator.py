@@ -1,7 +1,7 @@
 """bqemulator (a DuckDB-backed BigQuery emulator with REST and gRPC APIs) for the session (pytest plugin).
 
 It runs from its own virtual environment, ``.venv-emulators/bqemulator`` (created by ``./finops.sh test``; another
-one with ``FINOPS_BQEMULATOR=/path/to/bin/bqemulator``), because it pins its own DuckDB. Its DuckDB extensions
+one with ``FINOPS_BQEMULATOR_VENV``, as for ``finops.sh``, or ``FINOPS_BQEMULATOR=/path/to/bin/bqemulator``), because it pins its own DuckDB. Its DuckDB extensions
 (spatial, avro) are installed from their wheels into a HOME of its own before it starts, so it never tries to
 download them. It listens on 127.0.0.1 on free ports, ephemeral, project ``test-project``; the real
 ``google-cloud-bigquery`` client reaches it through ``BIGQUERY_EMULATOR_HOST`` with anonymous credentials
@@ -32,7 +32,8 @@ PROJECT = "test-project"
 
 def emulator_binary() -> Path:
     configured = os.environ.get("FINOPS_BQEMULATOR")
-    path = Path(configured) if configured else ROOT / ".venv-emulators" / "bqemulator" / "bin" / "bqemulator"
+    venv = Path(os.environ.get("FINOPS_BQEMULATOR_VENV") or ROOT / ".venv-emulators" / "bqemulator")
+    path = Path(configured) if configured else venv / "bin" / "bqemulator"
     if not path.exists():
         raise RuntimeError(f"bqemulator not found at {path}: run `./finops.sh test` once (it installs it into "
                            ".venv-emulators/bqemulator), or set FINOPS_BQEMULATOR to its executable.")
