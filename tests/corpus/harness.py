@@ -143,8 +143,9 @@ class Case:
     culprit: str | Callable[[Ctx], str] | None
     #: the month that may fail; it keeps its previous version (``None``: no month is expected to fail)
     victim: tuple[str, str] | None = (V1, "2024-02")
-    #: the victim loads its new version after all (a transient fault that the retries absorb)
-    victim_loads: bool = False
+    #: the victim loads its new version after all (a transient fault that the retries absorb); ``None``: it
+    #: loads when the run exits 0, else keeps its previous version
+    victim_loads: bool | None = False
     backends: tuple[str, ...] = ("duckdb", "postgresql")
     #: ``s3`` (moto), ``proxy`` (moto behind the fault proxy), ``local`` (``--source-dir``)
     via: str = "s3"
@@ -189,6 +190,23 @@ class SlowFault(Fault):
     """Forwarded, but only after ``delay`` seconds (a slow S3, or a load held in the middle)."""
 
     delay: float = 0.0
+
+
+@dataclass
+class LaterFault(Fault):
+    """A fault that lets its first ``skip`` matching requests through untouched (boto3's sniffing read of a file,
+    say), so that the one after — DuckDB's own reader — meets it."""
+
+    skip: int = 0
+    skipped: int = field(default=0, init=False)
+
+    def matches(self, method: str, path: str, query: str, ranged: bool) -> bool:
+        if not super().matches(method, path, query, ranged):
+            return False
+        if self.skipped < self.skip:
+            self.skipped += 1
+            return False
+        return True
 
 
 class CorpusProxy(FaultProxy):
@@ -347,6 +365,11 @@ def assert_state(ctx: Ctx, case: Case, back: Readback) -> None:
                     if row["is_current"] or row["status"] == "completed":
                         problems.append(f"the failed version is recorded as {row['status']}, "
                                         f"current={row['is_current']}")
+    if case.victim is not None and case.victim_loads and case.victim in ctx.restated:
+        new_version = ctx.restated[case.victim].version_id
+        cur = [(r["version_id"], r["status"]) for r in current.get(case.victim, [])]
+        if cur != [(new_version, "completed")]:
+            problems.append(f"the victim's current version is {cur}, expected {new_version} completed")
     assert not problems, "\n".join(problems) + "\n" + back.state_text[-4000:]
 
 

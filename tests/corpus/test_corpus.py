@@ -5,6 +5,7 @@ asserts."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 import time
@@ -74,6 +75,8 @@ def _tables_from_report(ctx: Ctx, result: Result) -> None:
 
 
 def _verify(case: Case, ctx: Ctx, result: Result, extra_outputs: list[str]) -> None:
+    if case.victim_loads is None:
+        case = dataclasses.replace(case, victim_loads=result.code == 0)
     assert_common(result, code=case.code, culprit=resolve_culprit(case, ctx))
     if case.destination_broken:
         assert_no_secret(output_of(result), *extra_outputs)
