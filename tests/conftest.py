@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 # The PostgreSQL and MariaDB server fixtures (each started on first use, once per session).
-pytest_plugins = ["tests.integration.pg_server", "tests.integration.maria_server"]
+pytest_plugins = ["tests.integration.pg_server", "tests.integration.maria_server",
+                  "tests.integration.snowflake_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -119,6 +120,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = set(getattr(item, "fixturenames", ()))
         if "pg_server" in names and not item.get_closest_marker("postgresql"):
             item.add_marker(pytest.mark.postgresql)
+        if "snowflake_emulator" in names and not item.get_closest_marker("snowflake"):
+            item.add_marker(pytest.mark.snowflake)
         if "maria_server" in names:
             if not item.get_closest_marker("mariadb"):
                 item.add_marker(pytest.mark.mariadb)

@@ -54,6 +54,10 @@ REGISTRY: dict[str, BackendSpec] = {
         "sql", "core.backends.sql.backend:GenericSQLBackend", "sql", ("sqlalchemy", "dlt"),
         "Any SQLAlchemy database through dlt (SQLite, MySQL, …)",
     ),
+    "snowflake": BackendSpec(
+        "snowflake", "core.backends.snowflake.backend:SnowflakeBackend", "snowflake", ("snowflake.connector", "dlt"),
+        "Snowflake (COPY INTO from S3 by Snowflake itself, one transaction per period)",
+    ),
     "bigquery": BackendSpec(
         "bigquery", "core.backends.bigquery.backend:BigQueryBackend", "bigquery", ("google.cloud.bigquery", "dlt"),
         "Google BigQuery (load jobs or LOAD DATA from S3 into staging, one transaction per period)",

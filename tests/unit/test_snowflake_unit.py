@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -76,10 +77,6 @@ class ScriptedClient:
         if sql.startswith("INSERT INTO") and "_finops_stage_" in sql:
             return [(self.staged_rows,)], self.staged_rows
         return [], 0
-
-    def run_many(self, sql: str, rows: Any, *, what: str) -> int:
-        self.calls.append((normalise(sql), [f"<{len(rows)} rows>"]))
-        return len(rows)
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[None]:
@@ -347,7 +344,13 @@ def test_streamed_fallback_binds_text_into_the_staging_table(tmp_path: Path) -> 
     b.replace_period(period(b, FakeS3(tmp_path), [key]))
     sqls = [sql for sql, _ in client.calls]
     stage = '"aws_billing"."_finops_stage_cur_test_0"'
-    assert f'INSERT INTO {stage} ("c_0", "c_1", "c_2", "c_3", "c_4") VALUES (?, ?, ?, ?, ?)' in sqls
+    insert = (f'INSERT INTO {stage} ("c_0", "c_1", "c_2", "c_3", "c_4") SELECT "VALUE"[0]::VARCHAR, '
+              '"VALUE"[1]::VARCHAR, "VALUE"[2]::VARCHAR, "VALUE"[3]::VARCHAR, "VALUE"[4]::VARCHAR '
+              "FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))")
+    assert insert in sqls
+    document = json.loads(client.calls[sqls.index(insert)][1][0])
+    assert document == [["li-1", "001234567890", "1.5", "2024-01-01T00:00:00.000000Z", "product 1"],
+                        ["li-2", "001234567890", "2.5", "2024-01-01T00:00:00.000000Z", "product 2"]]
     assert not any(sql.startswith("COPY") for sql in sqls)
 
 

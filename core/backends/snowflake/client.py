@@ -132,17 +132,6 @@ class SnowflakeClient:
         except snowflake.connector.Error as exc:
             raise self.translate(exc, what) from None
 
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]], *, what: str) -> int:
-        """One INSERT bound to many rows (the connector's array binding: one request, one statement)."""
-        import snowflake.connector
-
-        try:
-            with self.connection.cursor() as cursor:
-                cursor.executemany(sql, rows)
-                return cursor.rowcount if cursor.rowcount is not None else -1
-        except snowflake.connector.Error as exc:
-            raise self.translate(exc, what) from None
-
     def _reason(self, exc: Exception) -> str:
         text = str(getattr(exc, "raw_msg", None) or exc).strip()
         return self.scrub(text.splitlines()[0] if text else type(exc).__name__)

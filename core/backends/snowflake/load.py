@@ -13,7 +13,8 @@ Before the transaction (:meth:`SnowflakeStage.staged`), each file of the period 
   gzip detected by Snowflake's ``COMPRESSION=AUTO``). No row passes through this process; only each file's
   header (CSV) or footer (Parquet) is read here, by :class:`SnowflakeDataReader`, to plan its columns.
 * otherwise (a local folder, ``native_s3 = false``, a ``.zip`` CSV that COPY cannot open): the universal Arrow
-  reader's batches, as text, bound to an ``INSERT`` (the connector's array binding) into the staging table.
+  reader's batches, as text, bound as one JSON document per few MB and expanded by ``FLATTEN`` into the
+  staging table.
 
 Inside the transaction (:meth:`SnowflakeStage.insert`), one ``INSERT … SELECT`` per staged file renames and types
 every column as the plan says (text → ``DOUBLE``/``TIMESTAMP_TZ`` by ``CAST``, so a bad value fails the period;
@@ -49,8 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 STAGE_PREFIX = "_finops_stage_"
-#: values bound per INSERT of the fallback (below the connector's threshold for array binding through a stage)
-BIND_VALUES = 60_000
+#: characters of one bound JSON document of the fallback (Snowflake's VARCHAR/VARIANT hold 16 MB)
+BIND_BYTES = 4 * 1024 * 1024
 #: bytes of a CSV read per request while looking for the end of its header line
 HEAD_CHUNK = 16 * 1024
 #: the header line is refused past this size (a file that is no CSV)
@@ -222,7 +223,11 @@ class SnowflakeStage(LoadStrategy):
         return StagedFile(plan, table, {k: v for k, v in columns.items() if k in wanted}, typed=True, rows=rows)
 
     def _bind(self, backend: SnowflakeBackend, load: PeriodLoad, plan: FilePlan, table: str) -> StagedFile:
-        """The Arrow reader's batches as text into the staging table (one array-bound INSERT per chunk)."""
+        """The Arrow reader's batches as text into the staging table: each chunk of rows is one bound JSON
+        document (an array of rows) that Snowflake expands with ``FLATTEN`` — one statement per few MB, where
+        binding rows one by one would cost a round trip (or a hidden stage upload) per chunk of values."""
+        import json
+
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -231,10 +236,22 @@ class SnowflakeStage(LoadStrategy):
         self._create(backend, table, columns, [backend.types["string"]] * len(columns))
         if not columns:
             return StagedFile(plan, table, columns, typed=False)
-        insert = (f"INSERT INTO {table} ({', '.join(columns.values())}) "
-                  f"VALUES ({', '.join('?' for _ in columns)})")
-        chunk = max(1, BIND_VALUES // len(columns))
+        values = ", ".join(f'"VALUE"[{i}]::VARCHAR' for i in range(len(columns)))
+        insert = (f"INSERT INTO {table} ({', '.join(columns.values())}) SELECT {values} "
+                  "FROM TABLE(FLATTEN(INPUT => PARSE_JSON(?)))")
         rows = 0
+        pending: list[str] = []
+        size = 0
+
+        def flush() -> int:
+            nonlocal size
+            if not pending:
+                return 0
+            document = "[" + ",".join(pending) + "]"
+            pending.clear()
+            size = 0
+            return backend.execute(insert, [document], what=f"loading {plan.file.key}").rowcount
+
         for batch in load.reader.batches(plan):
             arrays = []
             for name in names:
@@ -244,11 +261,13 @@ class SnowflakeStage(LoadStrategy):
                 elif not pa.types.is_string(column.type):
                     column = pc.cast(column, pa.string())
                 arrays.append(column.to_pylist())
-            values = list(zip(*arrays, strict=True))
-            for start in range(0, len(values), chunk):
-                part = values[start:start + chunk]
-                inserted = backend.client.run_many(insert, part, what=f"loading {plan.file.key}")
-                rows += inserted if inserted >= 0 else len(part)
+            for row in zip(*arrays, strict=True):
+                text = json.dumps(row, ensure_ascii=False)
+                pending.append(text)
+                size += len(text)
+                if size >= BIND_BYTES:
+                    rows += flush()
+        rows += flush()
         return StagedFile(plan, table, columns, typed=False, rows=rows)
 
     def insert(self, backend: SnowflakeBackend, load: PeriodLoad, kinds: Kinds,  # type: ignore[override]
