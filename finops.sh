@@ -128,9 +128,40 @@ ensure_bigquery_emulator() {
   echo "$want" > "$stamp"
 }
 
+# The Snowflake tests run fakesnow's server mode (PyPI) from a venv of its own: it pins DuckDB and sqlglot versions
+# of its own. The httpfs wheel lets its DuckDB read s3:// without downloading anything (the test fixture,
+# tests/integration/snowflake_server.py, installs it into the emulator's own HOME and starts it once per session).
+FAKESNOW_VENV="${FINOPS_FAKESNOW_VENV:-$HERE/.venv-emulators/fakesnow}"
+FAKESNOW_PACKAGES=("fakesnow[server]==0.11.18" duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 "snowflake-connector-python<5")
+
+ensure_snowflake_emulator() {
+  local stamp="$FAKESNOW_VENV/.finops-installed" want="${FAKESNOW_PACKAGES[*]}" log
+  if [ -x "$FAKESNOW_VENV/bin/fakesnow" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if [ "${FINOPS_TEST_NO_INSTALL:-}" = 1 ]; then
+    echo "finops.sh: the Snowflake tests need fakesnow; install it: python3 -m venv $FAKESNOW_VENV && $FAKESNOW_VENV/bin/pip install ${FAKESNOW_PACKAGES[*]}" >&2
+    exit 2
+  fi
+  echo "finops.sh: installing ${FAKESNOW_PACKAGES[*]} into $FAKESNOW_VENV (the Snowflake emulator the tests start)" >&2
+  if [ ! -x "$FAKESNOW_VENV/bin/python" ]; then
+    mkdir -p "$(dirname "$FAKESNOW_VENV")"
+    "$(find_python)" -m venv "$FAKESNOW_VENV"
+  fi
+  log="$FAKESNOW_VENV/pip-install.log"
+  if ! "$FAKESNOW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${FAKESNOW_PACKAGES[@]}" \
+      >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "finops.sh: installing fakesnow failed (log: $log); install it: $FAKESNOW_VENV/bin/pip install ${FAKESNOW_PACKAGES[*]}" >&2
+    exit 2
+  fi
+  echo "$want" > "$stamp"
+}
+
 ensure_test_services() {  # one step per kind of service the tests need; add new ones (emulators, ...) here
   ensure_server_packages
   ensure_bigquery_emulator
+  ensure_snowflake_emulator
 }
 
 if [ "${1:-}" = "test" ]; then

@@ -2,8 +2,8 @@
 snowflake-connector-python over HTTP on loopback.
 
 fakesnow pins its own DuckDB and sqlglot, which clash with ours, so it lives in its own virtualenv
-(``.venv-emulators/fakesnow``, created by ``./finops.sh test``; ``FINOPS_FAKESNOW`` may name another ``fakesnow``
-executable). The emulator runs DuckDB underneath and reads ``s3://`` itself through httpfs: before it starts, the
+(``.venv-emulators/fakesnow``, created by ``./finops.sh test``; ``FINOPS_FAKESNOW_VENV`` may name another).
+The emulator runs DuckDB underneath and reads ``s3://`` itself through httpfs: before it starts, the
 pinned httpfs wheel is installed into the emulator's own DuckDB extension folder and a persistent S3 secret
 pointing at the session's moto server is written under the emulator's own ``HOME`` — that is how the emulator's
 process, not ours, reads the data files of a ``COPY INTO … FROM 's3://…'`` (it ignores the ``CREDENTIALS`` clause).
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EMULATOR_VENV = ROOT / ".venv-emulators" / "fakesnow"
+EMULATOR_VENV = Path(os.environ.get("FINOPS_FAKESNOW_VENV") or ROOT / ".venv-emulators" / "fakesnow")
 INSTALL_HINT = "./finops.sh test installs it (or: python3 -m venv .venv-emulators/fakesnow && " \
                ".venv-emulators/fakesnow/bin/pip install 'fakesnow[server]==0.11.18' duckdb==1.5.5 " \
                "duckdb-extension-httpfs==1.5.5 'snowflake-connector-python<5')"
@@ -45,8 +45,7 @@ conn.execute("CREATE OR REPLACE PERSISTENT SECRET finops_test_s3 (TYPE s3, KEY_I
 
 
 def fakesnow_executable() -> Path:
-    configured = os.environ.get("FINOPS_FAKESNOW")
-    return Path(configured) if configured else EMULATOR_VENV / "bin" / "fakesnow"
+    return EMULATOR_VENV / "bin" / "fakesnow"
 
 
 def _free_port() -> int:
