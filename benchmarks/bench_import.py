@@ -285,7 +285,10 @@ def _summary(runs: list[Run]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the billing period (default 1000000)")
-    parser.add_argument("--files", type=int, default=1, help="Parquet files the period is split into (default 1)")
+    parser.add_argument("--files", type=int, default=1, help="Parquet files each period is split into (default 1)")
+    parser.add_argument("--months", type=int, default=1,
+                        help="billing periods of --rows rows each, loaded in one run (default 1): peak RSS must not "
+                        "grow with them")
     parser.add_argument("--repeat", type=int, default=2,
                         help="rounds of (native, finops); best time and highest RSS are kept (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads for both sides (default: cores)")
@@ -309,12 +312,15 @@ def main(argv: list[str] | None = None) -> int:
         gen = load_generator()
         src = work / "bucket"
         t0 = time.perf_counter()
-        truth = gen.write_cur2_export(src, prefix=PREFIX, export_name=EXPORT_NAME, periods=[PERIOD],
+        periods = [f"{2024 + m // 12}-{m % 12 + 1:02d}" for m in range(args.months)]
+        truth = gen.write_cur2_export(src, prefix=PREFIX, export_name=EXPORT_NAME, periods=periods,
                                       rows_per_period=args.rows, files_per_period=args.files)
         gen_seconds = time.perf_counter() - t0
-        keys = truth.periods[PERIOD].data_keys
+        keys = [k for p in periods for k in truth.periods[p].data_keys]
+        total_rows = args.rows * args.months
         data_bytes = sum((src / k).stat().st_size for k in keys)
-        info(f"generated {args.rows} rows in {len(keys)} file(s), {data_bytes / MIB:.1f} MiB, {gen_seconds:.1f} s")
+        info(f"generated {total_rows} rows ({args.months} month(s)) in {len(keys)} file(s), "
+             f"{data_bytes / MIB:.1f} MiB, {gen_seconds:.1f} s")
 
         moto, endpoint = start_moto(work / "moto.log")
         t0 = time.perf_counter()
@@ -366,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
 
             native_rows = count_rows(native_db, "t")
             finops_rows = count_rows(finops_db, TABLE)
-            if native_rows != args.rows:
-                errors.append(f"round {i + 1}: native table holds {native_rows} rows, expected {args.rows}")
-            if finops_rows != args.rows:
-                errors.append(f"round {i + 1}: {TABLE} holds {finops_rows} rows, expected {args.rows}")
+            if native_rows != total_rows:
+                errors.append(f"round {i + 1}: native table holds {native_rows} rows, expected {total_rows}")
+            if finops_rows != total_rows:
+                errors.append(f"round {i + 1}: {TABLE} holds {finops_rows} rows, expected {total_rows}")
             if not args.keep:  # keep the disk tidy between rounds
                 shutil.rmtree(rundir, ignore_errors=True)
 
@@ -379,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         rss_ok = finops["peak_rss_mib"] <= TARGET_RSS_MIB
         ok = ratio_ok and rss_ok and not errors
         result = {
-            "rows": args.rows,
+            "rows": total_rows,
+            "months": args.months,
             "files": len(keys),
             "data_mib": round(data_bytes / MIB, 1),
             "repeat": args.repeat,
@@ -400,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            print(f"\n{args.rows:,} rows, {len(keys)} file(s), {data_bytes / MIB:.1f} MiB Parquet, "
+            print(f"\n{total_rows:,} rows ({args.months} month(s)), {len(keys)} file(s), "
+                  f"{data_bytes / MIB:.1f} MiB Parquet, "
                   f"best of {args.repeat} (time) / max of {args.repeat} (RSS)")
             print(f"{'':8} {'seconds':>9} {'peak RSS MiB':>13} {'rows':>10}")
             print(f"{'native':8} {native['seconds']:>9.2f} {native['peak_rss_mib']:>13.0f} {native_rows!s:>10}")

@@ -17,7 +17,9 @@ class DuckDBConfig(BackendConfig):
     """``[database.duckdb]``"""
 
     database_path: Path = Field(Path("./data/finops.duckdb"), description="The DuckDB file (created if missing).")
-    memory_limit: str | None = Field(None, description="DuckDB memory_limit, e.g. '2GB' (default: DuckDB's).")
+    memory_limit: str | None = Field(
+        None, description="DuckDB memory_limit, e.g. '2GB' (default: half the machine's memory, at most 2 GB)."
+    )
     threads: int | None = Field(None, ge=1, description="DuckDB worker threads (default: one per core).")
 
     @field_validator("memory_limit")

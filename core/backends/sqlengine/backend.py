@@ -182,10 +182,14 @@ class SqlBackend(DatabaseBackend):
                     if created and not early_ddl:
                         self.create_index(load.dataset, load.table)  # built after the first rows: cheaper
                     self.state_manager(load.dataset).complete(load.record, rows=rows, files=len(load.files))
+            self.period_done()
             return rows
         except FinOpsError as exc:
             exc.message = self.scrub(exc.message)
             raise
+
+    def period_done(self) -> None:
+        """After a period committed: release what the engine holds for it (default: nothing)."""
 
     def prepare_table(
         self, dataset: str, table: str, kinds: Mapping[str, ColumnKind], *, index: bool
