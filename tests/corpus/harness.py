@@ -292,6 +292,18 @@ def assert_no_secret(*texts: str) -> None:
             assert secret not in text, f"planted secret {secret!r} leaked:\n{text[-4000:]}"
 
 
+def assert_no_secret_in_files(ctx: Ctx) -> None:
+    """Nothing the run wrote — the DuckDB file, the data folder (staging, logs) — holds a planted secret."""
+    paths = [p for p in (ctx.workdir / "work").rglob("*") if p.is_file()] if (ctx.workdir / "work").exists() else []
+    db = getattr(ctx.target, "path", None)
+    if db is not None and Path(db).is_file():
+        paths.append(Path(db))
+    for path in paths:
+        data = path.read_bytes()
+        for secret in SECRETS:
+            assert secret.encode() not in data, f"planted secret {secret!r} written to {path}"
+
+
 def assert_months(ctx: Ctx, case: Case, result: Result, back: Readback) -> None:
     """Every month holds the truth it must: the victim its previous version (or its new one), the rest theirs."""
     problems = []

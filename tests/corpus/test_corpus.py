@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Result, cli_env
-from tests.corpus import cases_config, cases_data, cases_manifest, cases_names, cases_s3, cases_signals
+from tests.corpus import cases_config, cases_data, cases_manifest, cases_names, cases_s3, cases_secrets, cases_signals
 from tests.corpus.conftest import BaseSource, s3_env
 from tests.corpus.harness import (
     Case,
@@ -24,6 +24,7 @@ from tests.corpus.harness import (
     assert_common,
     assert_months,
     assert_no_secret,
+    assert_no_secret_in_files,
     assert_state,
     assert_state_loose,
     case_params,
@@ -37,7 +38,8 @@ from tests.integration.conftest import S3
 
 pytestmark = pytest.mark.integration
 
-CASES = [*cases_data.CASES, *cases_manifest.CASES, *cases_names.CASES, *cases_config.CASES, *cases_s3.CASES]
+CASES = [*cases_data.CASES, *cases_manifest.CASES, *cases_names.CASES, *cases_config.CASES, *cases_s3.CASES,
+         *cases_secrets.CASES]
 
 
 def _context(case: Case, backend: str, tmp_path: Path, source: BaseSource, make_target: Any, gen: Any) -> Ctx:
@@ -105,6 +107,7 @@ def test_case(case: Case, backend: str, tmp_path: Path, corpus_source: BaseSourc
     try:
         case.damage(ctx)
         env = {**_source_env(ctx, case, s3_server), **ctx.target.env()}
+        ctx.notes["env"] = {**env, **ctx.env}
         result = import_cur(ctx, env)
     finally:
         if proxy is not None:
