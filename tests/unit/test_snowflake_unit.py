@@ -67,7 +67,7 @@ class ScriptedClient:
         self.calls.append((sql, values))
         if self.fail_on and self.fail_on in sql:
             raise LoadError(self.scrub(f"Snowflake error while {what}: 100038: rejected {sql}"))
-        if sql.startswith("SELECT column_name, data_type FROM information_schema.columns"):
+        if sql.startswith("SELECT LOWER(column_name), data_type FROM information_schema.columns"):
             rows = self.tables.get(values[1], [])
             return rows, len(rows)
         if sql.startswith("SELECT COUNT(*) FROM") and "_finops_stage_" in sql:
@@ -128,9 +128,6 @@ def parquet_file(root: Path, key: str) -> str:
 
 
 STATE = '"aws_billing"."_finops_load_state"'
-COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND "
-               "table_name = ? ORDER BY ordinal_position")
-
 
 # ----------------------------------------------------------------------------------------------- settings
 
@@ -163,6 +160,7 @@ def test_connect_params_password_host_port_protocol() -> None:
     assert (real["host"], real["port"], real["protocol"], real["role"], real["warehouse"]) == (
         "127.0.0.1", 8080, "http", "LOADER", "WH")
     assert real["session_parameters"]["TIMEZONE"] == "UTC"
+    assert real["session_parameters"]["QUOTED_IDENTIFIERS_IGNORE_CASE"] is True  # billing_period, unquoted
 
 
 def test_connect_params_key_pair(tmp_path: Path) -> None:
@@ -247,7 +245,7 @@ def test_native_csv_import_exact_sql(tmp_path: Path) -> None:
     target = '"aws_billing"."cur_test"'
     sqls = [sql for sql, _ in client.calls]
     assert sqls[:6] == [
-        "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
+        "SELECT 1 FROM information_schema.schemata WHERE UPPER(schema_name) = UPPER(?)",
         'CREATE SCHEMA IF NOT EXISTS "aws_billing"',
         (f'CREATE OR REPLACE TRANSIENT TABLE {stage} ("c_0" VARCHAR, "c_1" VARCHAR, "c_2" VARCHAR, "c_3" VARCHAR, '
         '"c_4" VARCHAR)'),
@@ -255,7 +253,7 @@ def test_native_csv_import_exact_sql(tmp_path: Path) -> None:
         f"'{SECRET}' AWS_TOKEN = '{TOKEN}') FILES = ('cur/a.csv.gz') FILE_FORMAT = (TYPE = CSV SKIP_HEADER = 1 "
         "FIELD_OPTIONALLY_ENCLOSED_BY = '\"' FIELD_DELIMITER = ',') ON_ERROR = ABORT_STATEMENT"),
         f"SELECT COUNT(*) FROM {stage}",
-        "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
+        "SELECT 1 FROM information_schema.schemata WHERE UPPER(schema_name) = UPPER(?)",
     ]
     create = sqls.index("<autocommit off>") - 1
     assert sqls[create] == (

@@ -76,10 +76,30 @@ class SnowflakeBackend(SqlBackend):
 
         return SnowflakeDataReader(store, self)
 
+    # -- catalogue: Snowflake stores names upper case (QUOTED_IDENTIFIERS_IGNORE_CASE, see the client); ours
+    # are snake_case, so names are compared without case and reported in lower case
+    def schema_exists(self, dataset: str) -> bool:
+        sql = "SELECT 1 FROM information_schema.schemata WHERE UPPER(schema_name) = UPPER(?)"
+        return bool(self.execute(sql, [dataset]).rows)
+
+    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+        rows = self.execute(
+            "SELECT LOWER(column_name), data_type FROM information_schema.columns "
+            "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?) ORDER BY ordinal_position",
+            [dataset, table],
+        ).rows
+        return {name: type_name for name, type_name in rows}
+
     def table_names(self, dataset: str) -> list[str]:
+        from core.backends.base import STATE_TABLE
         from core.backends.snowflake.load import STAGE_PREFIX
 
-        return [t for t in super().table_names(dataset) if not t.startswith(STAGE_PREFIX)]
+        rows = self.execute(
+            "SELECT LOWER(table_name) FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(?) "
+            "AND UPPER(column_name) = UPPER(?) AND UPPER(table_name) <> UPPER(?) ORDER BY 1",
+            [dataset, "billing_period", STATE_TABLE],
+        ).rows
+        return [t for (t,) in rows if not t.startswith(STAGE_PREFIX)]
 
     def check_details(self) -> dict[str, Any]:
         """Who we are and where, then whether the stage or storage integration can be read (``LIST``, or a
