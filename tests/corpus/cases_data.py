@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -25,27 +26,47 @@ def _key(export: str, index: int = -1) -> Callable[[Ctx], str]:
     return lambda ctx: ctx.restated[(export, FEB)].data_keys[index]
 
 
-def _bytes(export: str, change: Callable[[bytes], bytes], index: int = -1) -> Callable[[Ctx], None]:
-    """Restate February of ``export``, then replace one of its files' bytes with ``change(bytes)``."""
+def _bytes(export: str, change: Callable[[bytes], bytes], index: int = -1, **restate: Any) -> Callable[[Ctx], None]:
+    """Restate February of ``export`` (``restate``: the generator's format options), then replace one of its
+    files' bytes with ``change(bytes)``."""
 
     def damage(ctx: Ctx) -> None:
-        ctx.restate(export)
+        ctx.restate(export, **restate)
         path = ctx.data_file(export, index)
         path.write_bytes(change(path.read_bytes()))
 
     return damage
 
 
-def _csv(change: Callable[[list[list[str]]], list[list[str]]], index: int = -1) -> Callable[[Ctx], None]:
-    """Restate February of the v1 export and rewrite one part's CSV records (gzip again, well formed)."""
+def _csv(change: Callable[[list[list[str]]], list[list[str]]], index: int = -1,
+         compression: str = "gzip") -> Callable[[Ctx], None]:
+    """Restate February of the v1 export (gzip, plain or zip CSV) and rewrite one part's CSV records (compressed
+    again, well formed)."""
 
     def damage(ctx: Ctx) -> None:
-        ctx.restate(V1)
+        ctx.restate(V1, compression=compression)
         path = ctx.data_file(V1, index)
-        records = list(csv.reader(io.StringIO(gzip.decompress(path.read_bytes()).decode(), newline="")))
+        raw = path.read_bytes()
+        if compression == "gzip":
+            text = gzip.decompress(raw).decode()
+        elif compression == "zip":
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                member = archive.namelist()[0]
+                text = archive.read(member).decode()
+        else:
+            text = raw.decode()
+        records = list(csv.reader(io.StringIO(text, newline="")))
         out = io.StringIO(newline="")
         csv.writer(out, lineterminator="\n").writerows(change(records))
-        path.write_bytes(gzip.compress(out.getvalue().encode(), mtime=0))
+        data = out.getvalue().encode()
+        if compression == "gzip":
+            data = gzip.compress(data, mtime=0)
+        elif compression == "zip":
+            sink = io.BytesIO()
+            with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(member, data)
+            data = sink.getvalue()
+        path.write_bytes(data)
 
     return damage
 
@@ -117,13 +138,81 @@ def _second_member_cut(data: bytes) -> bytes:
     return gzip.compress(whole[:half], mtime=0) + second[: len(second) // 2]
 
 
+def _field(column: str, value: str) -> Callable[[list[list[str]]], list[list[str]]]:
+    def change(records: list[list[str]]) -> list[list[str]]:
+        at = records[0].index(column)
+        row = list(records[2])
+        row[at] = value
+        return [records[0], records[1], row, *records[3:]]
+
+    return change
+
+
+def _zip_members(extra: int) -> Callable[[bytes], bytes]:
+    """The archive again, with ``extra`` more members (0: none at all, -1: an empty archive)."""
+
+    def change(data: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            name = archive.namelist()[0]
+            body = archive.read(name)
+        sink = io.BytesIO()
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+            if extra >= 0:
+                archive.writestr(name, body)
+            for i in range(max(extra, 0)):
+                archive.writestr(f"extra-{i}.csv", body)
+        return sink.getvalue()
+
+    return change
+
+
+def _open_quote(data: bytes) -> bytes:
+    lines = data.split(b"\n")
+    lines[2] = b'"' + lines[2]
+    return b"\n".join(lines)
+
+
+def _mid_row(data: bytes) -> bytes:
+    body = data.rstrip(b"\n")
+    last = body.rfind(b"\n")
+    return body[: last + (len(body) - last) // 2]
+
+
+def _v1_parquet(change: Callable[[pa.Table], pa.Table]) -> Callable[[Ctx], None]:
+    def damage(ctx: Ctx) -> None:
+        ctx.restate(V1, fmt="parquet")
+        path = ctx.data_file(V1)
+        sink = io.BytesIO()
+        pq.write_table(change(pq.read_table(path)), sink, compression="snappy")
+        path.write_bytes(sink.getvalue())
+
+    return damage
+
+
 def _gz_case(name: str, change: Callable[[bytes], bytes], index: int = -1, **kw: Any) -> Case:
     return Case(id=f"gz-{name}", damage=_bytes(V1, change, index), code=1, culprit=_key(V1, index),
                 victim=(V1, FEB), **kw)
 
 
-def _csv_case(name: str, change: Callable[[list[list[str]]], list[list[str]]], **kw: Any) -> Case:
-    return Case(id=f"csv-{name}", damage=_csv(change), code=1, culprit=_key(V1), victim=(V1, FEB), **kw)
+def _csv_case(name: str, change: Callable[[list[list[str]]], list[list[str]]], compression: str = "gzip",
+              **kw: Any) -> Case:
+    tag = {"gzip": "csv", "none": "plain-csv", "zip": "zip-csv"}[compression]
+    return Case(id=f"{tag}-{name}", damage=_csv(change, compression=compression), code=1, culprit=_key(V1),
+                victim=(V1, FEB), **kw)
+
+
+def _plain_case(name: str, change: Callable[[bytes], bytes], **kw: Any) -> Case:
+    return Case(id=f"plain-csv-{name}", damage=_bytes(V1, change, compression="none"), code=1, culprit=_key(V1),
+                victim=(V1, FEB), **kw)
+
+
+def _zip_case(name: str, change: Callable[[bytes], bytes], **kw: Any) -> Case:
+    return Case(id=f"zip-csv-{name}", damage=_bytes(V1, change, compression="zip"), code=1, culprit=_key(V1),
+                victim=(V1, FEB), **kw)
+
+
+def _v1_parquet_case(name: str, damage: Callable[[Ctx], None], **kw: Any) -> Case:
+    return Case(id=f"v1-parquet-{name}", damage=damage, code=1, culprit=_key(V1), victim=(V1, FEB), **kw)
 
 
 def _pq_case(name: str, damage: Callable[[Ctx], None], **kw: Any) -> Case:
@@ -152,6 +241,32 @@ CASES: list[Case] = [
     _csv_case("ragged-row", _ragged),
     _csv_case("cost-not-a-number", _cost_field("twelve")),
     _csv_case("cost-decimal-comma", _cost_field("1,25")),
+    _csv_case("timestamp-impossible", _field("lineItem/UsageStartDate", "2024-02-30T00:00:00Z")),
+    # plain CSV, which DuckDB reads itself: the same damage, and cuts a gzip trailer would have caught
+    _plain_case("cut-mid-row", _mid_row),
+    _plain_case("zero-bytes", lambda d: b""),
+    _plain_case("binary-garbage", lambda d: bytes(range(256)) * 8),
+    _plain_case("unterminated-quote", _open_quote),
+    _csv_case("misspelt-cost-column", _rename_header("lineItem/UnblendedCost", "lineItem/UnblendedCosts"),
+              compression="none"),
+    _csv_case("no-header-row", lambda records: records[1:], compression="none"),
+    _csv_case("same-column-twice", _rename_header("lineItem/BlendedCost", "lineItem/UnblendedCost"),
+              compression="none"),
+    _csv_case("ragged-row", _ragged, compression="none"),
+    _csv_case("cost-not-a-number", _cost_field("twelve"), compression="none"),
+    _csv_case("timestamp-impossible", _field("lineItem/UsageStartDate", "2024-02-30T00:00:00Z"),
+              compression="none"),
+    # zip CSV
+    _zip_case("cut-at-half", lambda d: d[: len(d) // 2]),
+    _zip_case("crc-wrong", _flip(0.4)),
+    _zip_case("two-members", _zip_members(1)),
+    _zip_case("empty-archive", _zip_members(-1)),
+    _csv_case("misspelt-cost-column", _rename_header("lineItem/UnblendedCost", "lineItem/UnblendedCosts"),
+              compression="zip"),
+    # CUR v1 Parquet (Athena-style names)
+    _v1_parquet_case("cut-at-half", _bytes(V1, lambda d: d[: len(d) // 2], fmt="parquet")),
+    _v1_parquet_case("same-column-twice", _v1_parquet(_duplicate_cost)),
+    _v1_parquet_case("cost-column-missing", _v1_parquet(_drop_cost)),
     # Parquet truncated, emptied, not Parquet, footer damaged; a column twice or missing
     _pq_case("cut-at-half", _bytes(V2, lambda d: d[: len(d) // 2])),
     _pq_case("cut-last-byte", _bytes(V2, lambda d: d[:-1])),
