@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-# The PostgreSQL and MariaDB server fixtures (each started on first use, once per session).
-pytest_plugins = ["tests.integration.pg_server", "tests.integration.maria_server",
+# The PostgreSQL and MariaDB servers and the BigQuery emulator (each started on first use, once per session).
+pytest_plugins = ["tests.integration.pg_server", "tests.integration.maria_server", "tests.integration.bq_emulator",
                   "tests.integration.snowflake_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +120,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = set(getattr(item, "fixturenames", ()))
         if "pg_server" in names and not item.get_closest_marker("postgresql"):
             item.add_marker(pytest.mark.postgresql)
+        if "bq_emulator" in names and not item.get_closest_marker("bigquery"):
+            item.add_marker(pytest.mark.bigquery)
         if "snowflake_emulator" in names and not item.get_closest_marker("snowflake"):
             item.add_marker(pytest.mark.snowflake)
         if "maria_server" in names:

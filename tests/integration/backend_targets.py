@@ -357,6 +357,64 @@ MARIADB = BackendTarget(
     identifier_limit=63,
 )
 
+# -- BigQuery: the session's bqemulator, a fresh dataset per test ----------------------------------------------
+
+
+def _bigquery(request: pytest.FixtureRequest, tmp_path: Path, overrides: dict[str, Any]) -> Made:
+    from core.backends.bigquery import BigQueryBackend, BigQueryConfig
+
+    emulator = request.getfixturevalue("bq_emulator")
+    dataset = request.getfixturevalue("bq_dataset")
+    # the emulator cannot read dlt's gzip load files (dlt's own setting, for get_dlt_destination's pipelines)
+    request.getfixturevalue("monkeypatch").setenv("DATA_WRITER__DISABLE_COMPRESSION", "true")
+    backend = BigQueryBackend(BigQueryConfig(**{"project_id": emulator.project, **overrides}),
+                              data_dir=tmp_path / "data")
+
+    def other_session(sql: str) -> list[tuple[Any, ...]]:  # a client of its own, as a dashboard would have
+        return [tuple(row.values()) for row in emulator.client().query(sql).result()]
+
+    return Made(backend, dataset, other_session)
+
+
+def _bigquery_unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    from core.backends.bigquery import BigQueryBackend, BigQueryConfig
+    from tests.conftest import closed_port
+
+    emulator = request.getfixturevalue("bq_emulator")
+    backend = BigQueryBackend(BigQueryConfig(project_id=emulator.project,
+                                             api_endpoint=f"http://127.0.0.1:{closed_port()}"))
+    backend.client.retry_deadline = 3.0  # the client retries a refused connection; not for minutes here
+    return backend
+
+
+_BQ_DRIFT = ("bqemulator's catalogue does not record ALTER TABLE … ADD COLUMN (its DuckDB table gets the column), so "
+             "table_columns misses a column added by a later month")
+
+BIGQUERY = BackendTarget(
+    name="bigquery",
+    marks=("bigquery",),
+    requires=("google.cloud.bigquery", "dlt"),
+    build=_bigquery,
+    unreachable=_bigquery_unreachable,
+    unreachable_reason="Cannot reach BigQuery",
+    types={"string": "STRING", "double": "FLOAT64", "timestamp": "TIMESTAMP", "json": "JSON"},
+    stamp=lambda value: value,
+    identifier_limit=300,
+    known_gaps={
+        # The ALTER TABLE … ADD COLUMN reaches the emulator's DuckDB table, but its catalogue (tables.get and
+        # INFORMATION_SCHEMA.COLUMNS) never records it; the statement is pinned by tests/unit/test_bigquery_sql.py.
+        "test_new_column_is_added": (KeyError, _BQ_DRIFT),
+        "test_header_only_file_empties_the_period": (AssertionError, _BQ_DRIFT),
+        "test_failure_while_marking_state_rolls_back_data": (AssertionError, _BQ_DRIFT),
+        "test_readers_see_the_old_version_until_commit": (
+            AssertionError,
+            ("bqemulator runs the jobs of every session on one DuckDB connection: a reader outside the session "
+             "sees the open transaction's DELETE (BigQuery gives snapshot isolation; the statements are pinned by "
+             "tests/unit/test_bigquery_sql.py)"),
+        ),
+    },
+)
+
 # -- Snowflake: the session's fakesnow emulator, a fresh schema per test ------------------------------------------
 
 
@@ -414,4 +472,4 @@ SNOWFLAKE = BackendTarget(
 )
 
 #: every target of the conformance suite; a new engine is one more declaration here
-TARGETS: tuple[BackendTarget, ...] = (DUCKDB, POSTGRESQL, SQLITE, MARIADB, SNOWFLAKE)
+TARGETS: tuple[BackendTarget, ...] = (DUCKDB, POSTGRESQL, SQLITE, MARIADB, BIGQUERY, SNOWFLAKE)
