@@ -155,3 +155,39 @@ class MariaDBTarget(ServerTarget):
             "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
             "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
         }
+
+
+class SnowflakeTarget(Target):
+    """The snowflake backend on the session's fakesnow emulator (the real snowflake-connector-python over HTTP on
+    loopback); the dataset is a schema of this test's own. Native mode: the emulator's own process reads the
+    files of every ``COPY INTO … FROM 's3://…'`` from the session's moto server."""
+
+    name = "snowflake"
+    json_type = "variant"
+
+    def __init__(self, emulator: Any, dataset: str, data_dir: Path) -> None:
+        self.emulator, self.dataset, self.data_dir = emulator, dataset, data_dir
+
+    def env(self) -> dict[str, str]:
+        prefix = "OPEN_FINOPS_DATABASE_SNOWFLAKE_"
+        return {
+            "OPEN_FINOPS_DATABASE_BACKEND": "snowflake",
+            prefix + "ACCOUNT": "emulator", prefix + "USER": self.emulator.user,
+            prefix + "DATABASE": self.emulator.database, prefix + "HOST": self.emulator.host,
+            prefix + "PORT": str(self.emulator.port), prefix + "PROTOCOL": "http",
+            "SNOWFLAKE_PASSWORD": self.emulator.password,
+            "OPEN_FINOPS_AWS_DATASET_NAME": self.dataset,
+            "OPEN_FINOPS_PROJECT_DATA_DIR": str(self.data_dir),
+        }
+
+    def table(self, name: str, dataset: str = "aws_billing") -> str:
+        return f'"{self.dataset}"."{name}"'
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self.emulator.query(sql, list(params) or None)
+
+    def column_types(self, name: str, dataset: str = "aws_billing") -> dict[str, str]:
+        rows = self.query(
+            "SELECT LOWER(column_name), data_type FROM information_schema.columns "
+            "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?)", (self.dataset, name))
+        return {column: str(kind).lower() for column, kind in rows}

@@ -18,7 +18,14 @@ import pytest
 
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import S3
-from tests.integration.targets import DuckDBTarget, MariaDBTarget, PostgreSQLTarget, SQLiteTarget, Target
+from tests.integration.targets import (
+    DuckDBTarget,
+    MariaDBTarget,
+    PostgreSQLTarget,
+    SnowflakeTarget,
+    SQLiteTarget,
+    Target,
+)
 
 V1, V2 = "legacy-cur", "cur2-daily"
 V1_TABLE, V2_TABLE = "legacy_cur", "cur2_daily"
@@ -29,6 +36,7 @@ BACKENDS = [
     pytest.param("postgresql", marks=pytest.mark.postgresql),
     pytest.param("sql", marks=pytest.mark.sql),
     pytest.param("mariadb", marks=[pytest.mark.sql, pytest.mark.mariadb]),
+    pytest.param("snowflake", marks=pytest.mark.snowflake),
 ]
 
 
@@ -42,6 +50,9 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     if request.param == "mariadb":
         server = request.getfixturevalue("maria_server")
         return MariaDBTarget(server, request.getfixturevalue("maria_dataset"), tmp_path / "work")
+    if request.param == "snowflake":
+        emulator = request.getfixturevalue("snowflake_emulator")
+        return SnowflakeTarget(emulator, request.getfixturevalue("snowflake_schema"), tmp_path / "work")
     return DuckDBTarget(tmp_path)
 
 
@@ -301,7 +312,7 @@ def test_json_outputs_parse(source: Source, target: Target) -> None:
             assert value not in json.dumps(shown) and value.split("@")[0].rsplit(":", 1)[1] not in json.dumps(shown)
 
     listed = {b["name"]: b for b in run_cli("backends", "list", "--json", env=env).json()["backends"]}
-    assert set(listed) == {"duckdb", "postgresql", "sql", "bigquery"}
+    assert set(listed) == {"duckdb", "postgresql", "sql", "snowflake", "bigquery"}
     assert all(b["installed"] and b["missing"] == [] for b in listed.values())  # the dev install has every extra
     assert {"pg", "postgres"} <= set(listed["postgresql"]["aliases"]) and "sqlalchemy" in listed["sql"]["aliases"]
     assert listed["bigquery"]["aliases"] == ["bq"]
