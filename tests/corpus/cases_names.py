@@ -14,6 +14,14 @@ from tests.corpus.harness import BASE_PERIODS, V2, V2_PREFIX, Case, Ctx, Readbac
 PERIODS = ["2024-01", "2024-02"]
 
 
+_TOKENS = {" ": "_sp_", "+": "_plus_", "%": "_pct_", "*": "_star_", "?": "_q_", "[": "_lb_", "]": "_rb_",
+           "{": "_lc_", "}": "_rc_", ",": "_comma_", "/": "_slash_", "é": "_eacute_"}
+
+
+def _ident(text: str) -> str:
+    return "".join(_TOKENS.get(c, c if c.isalnum() or c == "-" else "_") for c in text)
+
+
 def _write(ctx: Ctx, label: str, name: str, *, version: str = "v2", parent: str = "exports", seed: int = 1,
            **kwargs: Any) -> None:
     """One export ``name`` under ``parent``; its truth kept under ``label``."""
@@ -38,10 +46,24 @@ def _exports(*specs: tuple[str, dict[str, Any]]) -> Callable[[Ctx], None]:
 
 def _glob(name: str, neighbour: str, via: str = "s3", **kwargs: Any) -> Case:
     """``name`` holds glob characters; ``neighbour`` is what the glob would also match. Both load, exactly."""
-    ident = "".join(c if c.isalnum() or c == "-" else "_" for c in f"{name}-vs-{neighbour}")
+    ident = _ident(f"{name}-vs-{neighbour}")
     return Case(id=f"names-glob-{ident}-{kwargs.get('version', 'v2')}{'-local' if via == 'local' else ''}",
                 damage=_exports((name, kwargs), (neighbour, kwargs)), code=0, culprit=None, victim=None,
                 baseline=False, via=via)
+
+
+def _selected(name: str, neighbour: str, **kwargs: Any) -> Case:
+    """``--export-name name`` while ``neighbour`` (a name a client could confuse with it once URL-encoded or
+    decoded) lies beside it: exactly ``name``'s rows load."""
+    ident = _ident(f"{name}-beside-{neighbour}")
+
+    def damage(ctx: Ctx) -> None:
+        _write(ctx, "neighbour", neighbour, seed=31, **kwargs)
+        del ctx.truth["neighbour"]  # present in the bucket, never to be loaded
+        _write(ctx, name, name, seed=32, **kwargs)
+        ctx.args.extend(["--export-name", name])
+
+    return Case(id=f"names-selected-{ident}", damage=damage, code=0, culprit=None, victim=None, baseline=False)
 
 
 def _distinct_or_refused(*labels: str, names: tuple[str, ...]) -> Callable[[Ctx, Result, Readback], None]:
@@ -118,6 +140,12 @@ CASES: list[Case] = [
     _glob("cur{a,b}", "cura"),
     _glob("legacy*", "legacy-eu", version="v1", fmt="parquet", compression="none"),
     _glob("cur[1]", "cur1", version="v1"),
+    _glob("cur%20daily", "cur daily"),
+    _glob("cur%2Fdaily", "cur-x"),
+    _selected("cur+daily", "cur daily"),
+    _selected("cur daily", "cur+daily"),
+    _selected("cur%2Bdaily", "cur+daily"),
+    _selected("café-daily", "cafe-daily"),
     _collision("case", ("CUR-Daily", {}), ("cur-daily", {}), names=("CUR-Daily", "cur-daily")),
     _collision("dash-underscore", ("cur-daily", {}), ("cur_daily", {}), names=("cur-daily", "cur_daily")),
     _collision("case-v1", ("Legacy-Cur", {"version": "v1", "parent": "cur"}),
@@ -126,6 +154,14 @@ CASES: list[Case] = [
                ("team_report", {"version": "v2", "parent": "exports"}), names=("team-report", "team_report")),
     _collision("two-parents", ("cur2-daily", {"parent": "team-a", "label": "team-a/cur2-daily"}),
                ("cur2-daily", {"parent": "team-b", "label": "team-b/cur2-daily"}), names=("team-a", "team-b")),
+    _collision("symbols-only-vs-export", ("---", {}), ("export", {}), names=("---", "export")),
+    _collision("long-names", ("a" * 70 + "-one", {}), ("a" * 70 + "-two", {}), names=("a" * 70 + "-one",)),
+    _collision("v1-and-v2-same-name", ("legacy-cur", {"version": "v1", "parent": "cur", "label": "v1/legacy-cur"}),
+               ("legacy-cur", {"version": "v2", "parent": "exports", "label": "v2/legacy-cur"}),
+               names=("legacy-cur",)),
+    _newcomer_case("newcomer-named-like-a-focus-view", "cur2-daily-focus"),
+    _newcomer_case("newcomer-named-focus", "focus"),
+    _newcomer_case("newcomer-named-like-the-state-table", "_finops_load_state"),
     _collision("two-parents-v1", ("legacy-cur", {"version": "v1", "parent": "eu", "label": "eu/legacy-cur"}),
                ("legacy-cur", {"version": "v1", "parent": "us", "label": "us/legacy-cur"}), names=("eu/", "us/")),
 ]
