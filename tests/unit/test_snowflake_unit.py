@@ -70,7 +70,7 @@ class ScriptedClient:
         if sql.startswith("SELECT LOWER(column_name), data_type FROM information_schema.columns"):
             rows = self.tables.get(values[1], [])
             return rows, len(rows)
-        if sql.startswith("SELECT COUNT(*) FROM") and "_finops_stage_" in sql:
+        if sql.startswith("SELECT COUNT(*)") and ("_finops_stage_" in sql or "WHERE billing_period = ?" in sql):
             return [(self.staged_rows,)], 1
         if sql.startswith(("SELECT COUNT(*)", "SELECT 1 FROM information_schema.schemata")):
             return [(0,)] if sql.startswith("SELECT COUNT(*)") else [], 1

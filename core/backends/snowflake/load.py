@@ -192,6 +192,7 @@ class SnowflakeStage(LoadStrategy):
                 item = (self._copy(backend, load, plan, tables[-1]) if native
                         else self._bind(backend, load, plan, tables[-1]))
                 staged.append(item)
+                self._tally(backend, load, item)
                 load.file_done(plan.file, item.rows)
             yield staged
         finally:
@@ -200,6 +201,22 @@ class SnowflakeStage(LoadStrategy):
                     backend.execute(f"DROP TABLE IF EXISTS {table}", what="dropping a staging table")
                 except FinOpsError as exc:
                     log.warning("Could not drop the staging table %s: %s", table, exc.message)
+
+    def _tally(self, backend: SnowflakeBackend, load: PeriodLoad, item: StagedFile) -> None:
+        """The staged file's rows, and the source side of the envelope's reconciliation where it keeps one
+        (``load.facts``): the sums of the reconciled columns, aggregated by Snowflake from the staging table with
+        the very expressions the INSERT uses — so the check compares what was read with what was stored."""
+        facts = getattr(load, "facts", None)
+        wanted = set(getattr(load, "sum_columns", ())) if facts is not None else set()
+        specs = [spec for spec in item.plan.columns if spec.target in wanted and spec.kind == "double"]
+        sums = "".join(
+            f", SUM({self._expression(backend, item, spec.source, spec.source_kind, backend.types['double'])})"
+            for spec in specs)
+        row = backend.execute(f"SELECT COUNT(*){sums} FROM {item.table}",
+                              what=f"summing {item.plan.file.key}").rows[0]
+        item.rows = int(row[0])  # what the INSERT must then insert, checked there
+        if facts is not None:
+            facts.add(item.rows, {spec.target: float(v or 0.0) for spec, v in zip(specs, row[1:], strict=True)})
 
     def _create(self, backend: SnowflakeBackend, table: str, columns: dict[str, str], types: list[str]) -> None:
         body = ", ".join(f"{col} {type_name}" for col, type_name in zip(columns.values(), types, strict=True))
@@ -219,8 +236,7 @@ class SnowflakeStage(LoadStrategy):
             self._create(backend, table, columns, [types["string"]] * len(columns))
         backend.execute(backend.copy_sql(table, load.reader.store, source),  # type: ignore[attr-defined]
                         what=f"loading {source.key}")
-        rows = int(backend.execute(f"SELECT COUNT(*) FROM {table}", what=f"counting {source.key}").rows[0][0])
-        return StagedFile(plan, table, {k: v for k, v in columns.items() if k in wanted}, typed=True, rows=rows)
+        return StagedFile(plan, table, {k: v for k, v in columns.items() if k in wanted}, typed=True)
 
     def _bind(self, backend: SnowflakeBackend, load: PeriodLoad, plan: FilePlan, table: str) -> StagedFile:
         """The Arrow reader's batches as text into the staging table: each chunk of rows is one bound JSON
