@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import S3
 from tests.integration.targets import (
+    BigQueryTarget,
     DuckDBTarget,
     MariaDBTarget,
     PostgreSQLTarget,
@@ -36,6 +37,7 @@ BACKENDS = [
     pytest.param("postgresql", marks=pytest.mark.postgresql),
     pytest.param("sql", marks=pytest.mark.sql),
     pytest.param("mariadb", marks=[pytest.mark.sql, pytest.mark.mariadb]),
+    pytest.param("bigquery", marks=pytest.mark.bigquery),
     pytest.param("snowflake", marks=pytest.mark.snowflake),
 ]
 
@@ -49,11 +51,23 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
         return SQLiteTarget(tmp_path)
     if request.param == "mariadb":
         server = request.getfixturevalue("maria_server")
-        return MariaDBTarget(server, request.getfixturevalue("maria_dataset"), tmp_path / "work")
+        return _gaps(request, MariaDBTarget(server, request.getfixturevalue("maria_dataset"), tmp_path / "work"))
     if request.param == "snowflake":
         emulator = request.getfixturevalue("snowflake_emulator")
-        return SnowflakeTarget(emulator, request.getfixturevalue("snowflake_schema"), tmp_path / "work")
+        schema = request.getfixturevalue("snowflake_schema")
+        return _gaps(request, SnowflakeTarget(emulator, schema, tmp_path / "work"))
+    if request.param == "bigquery":
+        emulator = request.getfixturevalue("bq_emulator")
+        return _gaps(request, BigQueryTarget(emulator, request.getfixturevalue("bq_dataset"), tmp_path / "work"))
     return DuckDBTarget(tmp_path)
+
+
+def _gaps(request: pytest.FixtureRequest, target: Target) -> Target:
+    """The target's known gap for this test, if any, as a strict xfail (the day it is fixed, the suite says so)."""
+    gap = target.known_gaps.get(request.node.originalname)
+    if gap:
+        request.applymarker(pytest.mark.xfail(raises=gap[0], strict=True, reason=gap[1]))
+    return target
 
 
 @dataclass
@@ -120,7 +134,7 @@ def test_import_v1_and_v2_match_the_source(source: Source, target: Target) -> No
     assert "line_item_unblended_cost" in types and "resource_tags_user_cost_center" in types
     assert "savings_plan_savings_plan_a_r_n" in types
     assert not any("/" in column or ":" in column for column in types)
-    assert "char" in types["bill_payer_account_id"] or "text" in types["bill_payer_account_id"]
+    assert any(word in types["bill_payer_account_id"] for word in ("char", "text", "string"))
     assert any(word in types["line_item_unblended_cost"] for word in ("double", "float", "real"))  # 8-byte IEEE
     assert any(word in types["line_item_usage_start_date"] for word in ("timestamp", "datetime"))  # MySQL: DATETIME
     # account ids keep their leading zeros
