@@ -124,6 +124,8 @@ class Ingest:
     reset: bool = False
     lock_timeout: float = 900.0
     progress: ProgressListener = field(default_factory=ProgressListener)
+    #: the vendor's cost columns, reconciled with the source before each period is committed
+    sum_columns: tuple[str, ...] = ()
 
     def run(self, periods: Iterable[PeriodSource], report: ImportReport, *, dry_run: bool = False) -> ImportReport:
         """Load (or, with ``dry_run``, plan) every period that needs it, export by export.
@@ -243,7 +245,7 @@ class Ingest:
             plans = [period.plan(reader.describe(key, size=file_sizes.get(key, 0))) for key in period.data_keys]
             outcome.rows = self.backend.replace_period(PeriodLoad(
                 dataset=self.dataset, table=table, billing_period=period.billing_period, files=plans,
-                record=record, reader=reader,
+                record=record, reader=reader, sum_columns=self.sum_columns,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             ))
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,9 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-#: Logical column kinds every backend maps to its own types (see each backend's ``TYPE_MAP``).
-ColumnKind = Literal["string", "double", "bigint", "boolean", "timestamp", "date", "json"]
-FileFormat = Literal["csv", "parquet"]
 
 STATE_TABLE = "_finops_load_state"
 Status = Literal["running", "completed", "failed", "interrupted"]
@@ -60,75 +57,18 @@ class BackendConfig(BaseModel):
         return self.__class__.__name__
 
 
-# ----------------------------------------------------------------------------------------------- data reading
+# Data-reading contracts live in core.backends.reading; re-exported here, where callers have always found them.
+from core.backends.reading import (  # noqa: E402
+    ColumnKind,
+    ColumnSpec,
+    DataReader,
+    FileFormat,
+    FilePlan,
+    SourceColumn,
+    SourceFile,
+)
 
-
-@dataclass(frozen=True)
-class SourceColumn:
-    name: str
-    kind: ColumnKind | Literal["map"]
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One data file as the reader found it: real format (magic bytes win over the manifest) and columns."""
-
-    key: str
-    format: FileFormat
-    compression: Literal["gzip", "zip"] | None
-    columns: tuple[SourceColumn, ...]
-    size: int = 0
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One output column: read ``source`` as ``source_kind``, write it as ``target`` of ``kind``."""
-
-    source: str
-    target: str
-    kind: ColumnKind
-    source_kind: ColumnKind | Literal["map"] = "string"
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    file: SourceFile
-    columns: tuple[ColumnSpec, ...]
-    #: constant text columns added to every row (``billing_period``)
-    constants: tuple[tuple[str, str], ...] = ()
-
-    def target_kinds(self) -> dict[str, ColumnKind]:
-        kinds: dict[str, ColumnKind] = {c.target: c.kind for c in self.columns}
-        kinds.update({name: "string" for name, _ in self.constants})
-        return kinds
-
-
-class DataReader(ABC):
-    """Reads billing data files from an :class:`~core.storage.ObjectStore`, one file at a time, as Arrow."""
-
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-
-    @abstractmethod
-    def describe(self, key: str, *, size: int = 0) -> SourceFile:
-        """Detect the real format from the first bytes and list the file's columns.
-
-        Raises:
-            LoadError: the file is unreadable or corrupt.
-        """
-
-    def scan_sql(self, plan: FilePlan) -> tuple[str, list[Any]] | None:
-        """A SELECT (with its bound values) by which the engine reads the file itself, renamed and typed as the
-        plan says; None when the rows must come from :meth:`batches` (the default)."""
-        return None
-
-    @abstractmethod
-    def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
-        """The file renamed and typed as ``plan`` says, streamed in record batches (never whole in memory).
-
-        Raises:
-            LoadError: the file is corrupt or a value does not fit its type.
-        """
+__all__ = ["ColumnKind", "ColumnSpec", "DataReader", "FileFormat", "FilePlan", "SourceColumn", "SourceFile"]
 
 
 # ----------------------------------------------------------------------------------------------------- state
@@ -230,10 +170,30 @@ class Capabilities:
     schemas: bool = True
     #: JSON arrives as text; the engine's JSON type accepts text in ``INSERT … SELECT`` only through a CAST
     json_text_needs_cast: bool = False
+    #: a query inside the replace transaction sees that transaction's writes, so the period is reconciled with
+    #: its source before COMMIT; False where the transaction's statements run as one script at COMMIT (BigQuery)
+    reads_own_writes: bool = True
 
     @property
     def transactional_ddl(self) -> bool:
         return self.ddl == "transactional"
+
+
+@dataclass
+class SourceFacts:
+    """What the source held for a period, as the rows streamed past (or as the engine aggregated the files):
+    compared with what the table holds before the period is committed (reconciliation)."""
+
+    rows: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    #: False until a load strategy reported what it read (a strategy that cannot leaves the check to row counts)
+    gathered: bool = False
+
+    def add(self, rows: int, sums: dict[str, float]) -> None:
+        self.gathered = True
+        self.rows += rows
+        for column, value in sums.items():
+            self.sums[column] = self.sums.get(column, 0.0) + value
 
 
 @dataclass
@@ -248,10 +208,30 @@ class PeriodLoad:
     reader: DataReader
     #: called after each file with (file, rows) so the CLI can show progress
     on_file_done: Callable[[SourceFile, int], None] | None = None
+    #: columns whose sums are reconciled (the vendor's cost columns; those a file lacks are skipped)
+    sum_columns: tuple[str, ...] = ()
+    #: filled while the rows stream: the source side of the reconciliation
+    facts: SourceFacts = field(default_factory=SourceFacts)
 
     def file_done(self, source: SourceFile, rows: int) -> None:
         if self.on_file_done:
             self.on_file_done(source, rows)
+
+    def batches(self, plan: FilePlan) -> pa.RecordBatchReader:
+        """The reader's batches for one file, tallied into :attr:`facts` as they pass (pyarrow sums per batch:
+        no Python object per row)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        source = self.reader.batches(plan)
+        columns = [c for c in self.sum_columns if c in source.schema.names]
+
+        def tallied() -> Iterator[pa.RecordBatch]:
+            for batch in source:
+                self.facts.add(batch.num_rows, {c: pc.sum(batch.column(c)).as_py() or 0.0 for c in columns})
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(source.schema, tallied())
 
 
 @dataclass

@@ -53,7 +53,7 @@ def period_batches(
     schema = pa.schema([pa.field((names or {}).get(n, n), arrow[k]) for n, k in kinds.items()])
     for plan in load.files:
         rows = 0
-        for batch in load.reader.batches(plan):
+        for batch in load.batches(plan):
             arrays = []
             for name, kind in kinds.items():
                 index = batch.schema.get_field_index(name)

@@ -483,3 +483,46 @@ def test_get_dlt_destination_loads_with_any_dlt_pipeline(target: BackendTarget, 
     backend.open_dataset(made.dataset)
     rows = backend.execute(f"SELECT id, name FROM {backend.qualified(made.dataset, 'tiny')} ORDER BY id").rows
     assert rows == [(1, "tiny"), (2, "table")]
+
+
+class _Lossy:
+    """A load strategy that loses what its engine was given — the failure reconciliation exists for (a bulk path
+    dropping a row, a value changed on the way) — test-only, wrapped around the engine's own strategy."""
+
+    def __init__(self, inner: Any, damage: str) -> None:
+        self.inner, self.damage = inner, damage
+
+    def staged(self, backend: Any, load: Any, kinds: Any) -> Any:
+        return self.inner.staged(backend, load, kinds)
+
+    def insert(self, backend: Any, load: Any, kinds: Any, columns: Any, staged: Any) -> int:
+        rows = self.inner.insert(backend, load, kinds, columns, staged)
+        table = backend.qualified(load.dataset, load.table)
+        backend.execute(self.damage.format(t=table), ["li-2"])
+        return rows
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [("DELETE FROM {t} WHERE identity_line_item_id = ?", "rows: source 2, inserted 2, table 1"),
+     ("UPDATE {t} SET line_item_unblended_cost = line_item_unblended_cost + 0.5 WHERE identity_line_item_id = ?",
+      "line_item_unblended_cost: source 3.0, table 3.5")],
+    ids=["a-row-lost", "a-cost-changed"],
+)
+def test_a_period_that_does_not_reconcile_is_not_committed(
+    target: BackendTarget, loader: Loader, damage: str, named: str
+) -> None:
+    loader.load("2024-01", [write_csv_gz(loader.root, "v1.csv.gz", [line(1, "1")])], "v1")
+    backend = loader.backend
+    strategy = backend.load_strategy
+    backend.load_strategy = lambda load: _Lossy(strategy(load), damage)  # type: ignore[method-assign]
+    keys = [write_csv_gz(loader.root, "v2.csv.gz", [line(1, "1"), line(2, "2")])]
+    load = loader.period_load("2024-01", keys, loader.begin("2024-01", keys, "v2"))
+    load.sum_columns = ("line_item_unblended_cost",)
+    with pytest.raises(LoadError) as error:
+        backend.replace_period(load)
+    assert "does not reconcile" in error.value.message and named in error.value.message
+    assert period_rows(loader, "2024-01") == [("li-1", 1.0)]  # the previous version, untouched
+    history = {r.version_id: r for r in loader.history("2024-01")}
+    assert (history["v1"].status, history["v1"].is_current) == ("completed", True)
+    assert not history["v2"].is_current

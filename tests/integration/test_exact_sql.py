@@ -102,6 +102,7 @@ def test_postgresql_first_import(pg: Any, pg_schema: str, tmp_path: Path) -> Non
          '"product_product_name" TEXT)'), []),
         (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
         (f"COPY {t} ({names(chr(34))}) FROM STDIN WITH (FORMAT csv)", ["<csv stream>"]),
+        (f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?", ["2024-01"]),  # reconciled before COMMIT
         (f'CREATE INDEX "cur_test_billing_period_idx" ON {t} (billing_period)', []),  # after the rows: cheaper
         *state_calls(pg_schema, "v1", rows=1),
         ("COMMIT", []),
@@ -122,6 +123,7 @@ def test_postgresql_drift_and_zero_file_period(pg: Any, pg_schema: str, tmp_path
         f'ALTER TABLE {t} ADD COLUMN "resource_tags_user_team" TEXT',
         f"DELETE FROM {t} WHERE billing_period = ?",
         f"COPY {t} ({names(chr(34), ('resource_tags_user_team',))}) FROM STDIN WITH (FORMAT csv)",
+        f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?",
         *[sql for sql, _ in state_calls(pg_schema, "v2", rows=1)],
         "COMMIT",
     ]
@@ -172,6 +174,7 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
         ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
         (f'INSERT INTO "ds"."cur_test" ({names(chr(34))}) SELECT "c_0", "c_1", "c_2", "c_3", "c_4", "c_5" FROM {stage}',
          []),
+        ('SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
         ('CREATE INDEX "ds"."cur_test_billing_period_idx" ON "cur_test" (billing_period)', []),
         *state_calls("ds", "v1", rows=1),
         ("COMMIT", []),
@@ -183,6 +186,7 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
         'DELETE FROM "ds"."cur_test" WHERE billing_period = ?',
         (f'INSERT INTO "ds"."cur_test" ({names(chr(34), ("resource_tags_user_team",))}) SELECT "c_0", "c_1", "c_2", '
         f'"c_3", "c_4", "c_5", "c_6" FROM {stage}'),
+        'SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?',
         *[sql for sql, _ in state_calls("ds", "v2", rows=1)],
         "COMMIT",
         f"DROP TABLE IF EXISTS {stage}",
@@ -208,6 +212,7 @@ def test_mariadb_ddl_runs_before_the_transaction(maria: Any, maria_dataset: str,
         ("BEGIN", []),
         (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
         (f"INSERT INTO {t} ({names('`')}) SELECT `c_0`, `c_1`, `c_2`, `c_3`, `c_4`, `c_5` FROM {stage}", []),
+        (f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?", ["2024-01"]),
         *state_calls(maria_dataset, "v1", rows=1, quote="`"),
         ("COMMIT", []),
         (f"DROP TABLE IF EXISTS {stage}", []),

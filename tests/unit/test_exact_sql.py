@@ -125,14 +125,19 @@ DUCKDB_CREATE = (
 )
 READ_CSV = ("read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
             "compression = 'none', hive_partitioning = false)")
-DUCKDB_INSERT = (
-    'INSERT INTO "ds"."cur_test" BY NAME SELECT CAST("identity/LineItemId" AS VARCHAR) AS "identity_line_item_id", '
+DUCKDB_SELECT = (
+    'SELECT CAST("identity/LineItemId" AS VARCHAR) AS "identity_line_item_id", '
     'CAST("lineItem/UsageAccountId" AS VARCHAR) AS "line_item_usage_account_id", '
     "CAST(NULLIF(TRIM(\"lineItem/UnblendedCost\"), '') AS DOUBLE) AS \"line_item_unblended_cost\", "
     "CAST(NULLIF(TRIM(\"lineItem/UsageStartDate\"), '') AS TIMESTAMPTZ) AS \"line_item_usage_start_date\", "
     'CAST("product/ProductName" AS VARCHAR) AS "product_product_name", CAST(? AS VARCHAR) AS "billing_period" '
     f"FROM {READ_CSV}"
 )
+DUCKDB_INSERT = f'INSERT INTO "ds"."cur_test" BY NAME {DUCKDB_SELECT}'
+#: the source side of the reconciliation: DuckDB aggregates the very SELECT it inserts
+DUCKDB_TALLY = f"SELECT COUNT(*) FROM ({DUCKDB_SELECT}) AS source"
+#: the table side, inside the transaction, before COMMIT
+RECONCILE = 'SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?'
 
 
 @pytest.fixture()
@@ -162,7 +167,9 @@ def test_duckdb_first_import_creates_inside_the_transaction(duckdb: Any, duck_lo
         (CATALOGUE, [DS, "cur_test"]),
         (DUCKDB_CREATE, []),
         ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
+        (DUCKDB_TALLY, ["2024-01", "<root>/a.csv"]),
         (DUCKDB_INSERT, ["2024-01", "<root>/a.csv"]),
+        (RECONCILE, ["2024-01"]),
         *state_calls(DS, "v1", rows=1),
         ("COMMIT", []),
     ]
@@ -172,16 +179,19 @@ def test_duckdb_drift_adds_the_column_inside_the_transaction(duckdb: Any, duck_l
     replace(duckdb, duck_loader, "2024-01", [plain_csv(duck_loader.root, "a.csv", [line(1, "1")])], "v1")
     key = plain_csv(duck_loader.root, "b.csv", [[*line(2, "2"), "x"]], [*HEADER, "resourceTags/user:Team"])
     statements = [sql for sql, _ in replace(duckdb, duck_loader, "2024-01", [key], "v2")]
-    insert = DUCKDB_INSERT.replace(
+    select = DUCKDB_SELECT.replace(
         'CAST(? AS VARCHAR) AS "billing_period"',
         'CAST("resourceTags/user:Team" AS VARCHAR) AS "resource_tags_user_team", CAST(? AS VARCHAR) AS "billing_period"')
+    insert, tally = f'INSERT INTO "ds"."cur_test" BY NAME {select}', f"SELECT COUNT(*) FROM ({select}) AS source"
     assert statements == [
         "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
         "BEGIN TRANSACTION",
         CATALOGUE,
         'ALTER TABLE "ds"."cur_test" ADD COLUMN "resource_tags_user_team" VARCHAR',
         'DELETE FROM "ds"."cur_test" WHERE billing_period = ?',
+        tally,
         insert,
+        RECONCILE,
         *[sql for sql, _ in state_calls(DS, "v2", rows=1)],
         "COMMIT",
     ]
@@ -236,6 +246,7 @@ def test_duckdb_failed_insert_rolls_back_after_the_delete(duckdb: Any, duck_load
     with pytest.raises(LoadError):
         replace(duckdb, duck_loader, "2024-01", [bad], "v2")
     statements = duckdb.statements
-    assert statements[-2:] == ['DELETE FROM "ds"."cur_test" WHERE billing_period = ?', DUCKDB_INSERT]
+    # the tally counts rows only (no cost reconciled here: DuckDB casts nothing it does not need); the insert fails
+    assert statements[-3:] == ['DELETE FROM "ds"."cur_test" WHERE billing_period = ?', DUCKDB_TALLY, DUCKDB_INSERT]
     assert "COMMIT" not in statements  # rolled back on the driver (not through execute): the DELETE is undone
     assert duckdb.execute('SELECT identity_line_item_id FROM "ds"."cur_test"').rows == [("li-1",)]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.backends.base import FilePlan
 from core.errors import FinOpsError
+from vendors.aws.columns import RECONCILED_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 #: the sums compared, where the export has the column
-COST_COLUMNS = ("line_item_unblended_cost", "line_item_net_unblended_cost", "pricing_public_on_demand_cost")
+COST_COLUMNS = RECONCILED_COLUMNS
 ACCOUNT, PRODUCT = "line_item_usage_account_id", "line_item_product_code"
 REL_TOL, ABS_TOL = 1e-9, 1e-6
 

@@ -30,13 +30,23 @@ class EngineScan(LoadStrategy):
             sql = load.reader.scan_sql(plan)
             if sql is not None:
                 select, params = sql
+                self._tally(backend, load, plan, select, params, what)
                 inserted = backend.execute(f"INSERT INTO {target} BY NAME {select}", params, what=what).rows
             else:
-                inserted = self._scan_batches(backend, target, load.reader.batches(plan), what)
+                inserted = self._scan_batches(backend, target, load.batches(plan), what)
             count = int(inserted[0][0]) if inserted else 0
             rows += count
             load.file_done(plan.file, count)
         return rows
+
+    @staticmethod
+    def _tally(backend: DuckDBBackend, load: PeriodLoad, plan: Any, select: str, params: list[Any], what: str) -> None:
+        """The source side of the reconciliation for a file the engine reads itself: its rows and sums, as DuckDB
+        aggregates the very SELECT it inserts (projection pushdown: only the summed columns are read again)."""
+        columns = [c for c in load.sum_columns if c in {spec.target for spec in plan.columns}]
+        sums = "".join(f", SUM({backend.quote(c)})" for c in columns)
+        row = backend.execute(f"SELECT COUNT(*){sums} FROM ({select}) AS source", params, what=what).rows[0]
+        load.facts.add(int(row[0]), {c: float(v or 0.0) for c, v in zip(columns, row[1:], strict=True)})
 
     @staticmethod
     def _scan_batches(backend: DuckDBBackend, target: str, batches: pa.RecordBatchReader, what: str) -> list[Any]:

@@ -11,6 +11,7 @@ also where the exact-SQL tests listen.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,11 +28,12 @@ from core.backends.base import (
     ExportTable,
     PeriodLoad,
     PeriodSummary,
+    SourceFacts,
 )
 from core.backends.conform import union_columns
 from core.backends.sqlengine import names, types
 from core.backends.sqlengine.state import SqlStateManager
-from core.errors import ConfigError, FinOpsError
+from core.errors import ConfigError, FinOpsError, LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.backends.sqlengine.strategy import LoadStrategy
@@ -179,6 +181,7 @@ class SqlBackend(DatabaseBackend):
                     self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ?",
                                  [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
                     rows = strategy.insert(self, load, kinds, columns, staged) if load.files else 0
+                    self.reconcile(load, rows)
                     if created and not early_ddl:
                         self.create_index(load.dataset, load.table)  # built after the first rows: cheaper
                     self.state_manager(load.dataset).complete(load.record, rows=rows, files=len(load.files))
@@ -187,6 +190,36 @@ class SqlBackend(DatabaseBackend):
         except FinOpsError as exc:
             exc.message = self.scrub(exc.message)
             raise
+
+    def reconcile(self, load: PeriodLoad, inserted: int) -> None:
+        """Inside the transaction, before COMMIT: what the table now holds for the period against what the source
+        held (:attr:`PeriodLoad.facts`) — rows exactly, each reconciled sum to 1e-9 relative.
+
+        Raises:
+            LoadError: they differ; the transaction rolls back and the previous version stays.
+        """
+        facts = load.facts
+        if not load.files or not self.capabilities.reads_own_writes:
+            return
+        if not facts.gathered:  # a strategy that cannot report what it read: the table must hold what it inserted
+            log.debug("%s %s: no source facts from the load strategy; rows checked only", load.table,
+                      load.billing_period)
+            facts = SourceFacts(rows=inserted, gathered=True)
+        columns = self.table_columns(load.dataset, load.table) if facts.sums else {}
+        summed = [c for c in facts.sums if self.column(c) in columns]
+        sums = "".join(f", SUM({self.quote(self.column(c))})" for c in summed)
+        row = self.execute(f"SELECT COUNT(*){sums} FROM {self.qualified(load.dataset, load.table)} "
+                           "WHERE billing_period = ?", [load.billing_period],
+                           what=f"reconciling {load.table} {load.billing_period}").rows[0]
+        problems = [] if int(row[0]) == facts.rows == inserted else [
+            f"rows: source {facts.rows:,}, inserted {inserted:,}, table {int(row[0]):,}"]
+        for column, value in zip(summed, row[1:], strict=True):
+            table_sum = float(value or 0.0)
+            if not math.isclose(table_sum, facts.sums[column], rel_tol=1e-9, abs_tol=1e-6):
+                problems.append(f"{column}: source {facts.sums[column]!r}, table {table_sum!r}")
+        if problems:
+            raise LoadError(f"{load.table} {load.billing_period} does not reconcile with its source "
+                            f"({'; '.join(problems)}); the previous version stays.")
 
     def period_done(self) -> None:
         """After a period committed: release what the engine holds for it (default: nothing)."""
