@@ -71,15 +71,16 @@ def test_backends_check(snowflake_emulator: Any, snowflake_schema: str, tmp_path
     ok = run_cli("backends", "check", "--json", env=snow.env())
     assert ok.code == 0, ok.stdout + ok.stderr
     report = ok.json()
-    details = report.get("details") or report.get("result", {}).get("details") or {}
-    assert report.get("ok", True) and details.get("can_create_table") is True, report
+    assert report["ok"] is True and report["backend"] == "snowflake" and report["error"] is None, report
+    assert report["details"]["can_create_table"] is True and report["details"]["database"] == "FINOPS", report
 
     down = run_cli("backends", "check", "--json",
                    env={**snow.env(), "OPEN_FINOPS_DATABASE_SNOWFLAKE_PORT": str(closed_port())})
     assert down.code == 4, down.stdout + down.stderr
-    assert "Could not connect to Snowflake" in down.stdout + down.stderr
+    assert down.json()["ok"] is False and "Could not connect to Snowflake" in down.json()["error"]
     assert snowflake_emulator.password not in down.stdout + down.stderr
 
     no_database = run_cli("backends", "check", "--json",
                           env={**snow.env(), "OPEN_FINOPS_DATABASE_SNOWFLAKE_DATABASE": ""})
-    assert no_database.code in (2, 4), no_database.stdout + no_database.stderr
+    assert no_database.code == 2, no_database.stdout + no_database.stderr  # a missing setting, not the server
+    assert "needs a database" in no_database.stdout + no_database.stderr
