@@ -393,3 +393,17 @@ def test_gzip_header_longer_than_one_range(tmp_path: Path) -> None:
     path.write_bytes(buffer.getvalue())
     source = backend().data_reader(FakeS3(tmp_path)).describe("p/wide.csv.gz")
     assert [c.name for c in source.columns] == header
+
+
+def test_a_non_aws_endpoint_without_a_stage_is_warned_about_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Compatible(FakeS3):
+        def connection_info(self) -> S3ConnectionInfo:
+            return S3ConnectionInfo("us-east-1", KEY_ID, SecretStr(SECRET), None, "https://minio.internal:9000")
+
+    key = write_csv_gz(tmp_path, "p/a.csv.gz", [line(1, "1.5")])
+    b = backend(ScriptedClient(staged_rows=1))
+    with caplog.at_level("WARNING", logger="core.backends.snowflake.backend"):
+        b.replace_period(period(b, Compatible(tmp_path), [key]))
+        b.replace_period(period(b, Compatible(tmp_path), [key]))
+    warned = [r.getMessage() for r in caplog.records if "is not AWS" in r.getMessage()]
+    assert len(warned) == 1 and "s3compat://" in warned[0] and SECRET not in warned[0]

@@ -49,6 +49,7 @@ class SnowflakeBackend(SqlBackend):
         self.config: SnowflakeConfig = config
         self.capabilities = NATIVE if config.native_s3 else STREAMED
         self.client = SnowflakeClient(config)
+        self._endpoint_warned = False
 
     # -- engine primitives ----------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -141,6 +142,13 @@ class SnowflakeBackend(SqlBackend):
             auth = ""
         else:
             location = literal(f"s3://{store.bucket}/")
+            endpoint = store.connection_info().endpoint_url  # type: ignore[attr-defined]
+            if endpoint and not self._endpoint_warned:
+                # Snowflake reads s3:// from AWS itself; an S3-compatible store needs an s3compat:// stage
+                log.warning("S3 endpoint %s is not AWS: Snowflake reads s3://%s from AWS. For an S3-compatible "
+                            "store, set [database.snowflake] stage to an s3compat:// stage, or native_s3 = false.",
+                            endpoint, store.bucket)
+                self._endpoint_warned = True
             if self.config.storage_integration:
                 auth = f" STORAGE_INTEGRATION = {self.quote_name(self.config.storage_integration)}"
             else:
