@@ -138,15 +138,17 @@ def test_signal(case: Case, backend: str, tmp_path: Path, corpus_source: BaseSou
     ctx.s3 = s3_server
     with CorpusProxy(s3_server.endpoint) as proxy:
         ctx.proxy = proxy
-        spec = case.damage(ctx)  # registers the held request; returns (signal, path fragment held)
-        signum, held = spec
+        # registers the held request; returns (signal, path held, requests let through first, signals, gap)
+        signum, held, skip, signals, gap = case.damage(ctx)
         env = {**_source_env(ctx, case, s3_server), **ctx.target.env(), **ctx.env}
         proc = subprocess.Popen([sys.executable, str(ROOT / "finops"), "aws", "import-cur", "--json", *ctx.args],
                                 env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_for(lambda: proxy.count(path=held) > 0, proc, f"a request for {held}")
+            _wait_for(lambda: proxy.count(path=held, method="GET") > skip, proc, f"a request for {held}")
             time.sleep(0.3)
-            proc.send_signal(signum)
+            for _ in range(signals):
+                proc.send_signal(signum)
+                time.sleep(gap)
             out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
