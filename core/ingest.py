@@ -72,6 +72,8 @@ class PeriodOutcome:
     seconds: float = 0.0
     error: str | None = None
     reason: str | None = None
+    #: ``final`` (invoiced) or ``estimated``, where the vendor has an invoice column
+    period_status: str | None = None
 
 
 @dataclass
@@ -126,6 +128,8 @@ class Ingest:
     progress: ProgressListener = field(default_factory=ProgressListener)
     #: the vendor's cost columns, reconciled with the source before each period is committed
     sum_columns: tuple[str, ...] = ()
+    #: the vendor's invoice column: a period whose rows carry an invoice id is final, else estimated
+    invoice_column: str | None = None
 
     def run(self, periods: Iterable[PeriodSource], report: ImportReport, *, dry_run: bool = False) -> ImportReport:
         """Load (or, with ``dry_run``, plan) every period that needs it, export by export.
@@ -220,7 +224,14 @@ class Ingest:
         ]
         reader = self.backend.data_reader(self.store) if todo else None
         for period in todo:
+            restated = current.get(period.billing_period)
+            if restated is not None and restated.period_status == "final" and restated.version_id != period.version_id:
+                log.warning("%s %s was FINAL (invoice %s) and has been restated by the provider: a closed invoice "
+                            "changed. Version %s replaces %s.", export_name, period.billing_period,
+                            restated.invoice_ids, period.version_id, restated.version_id)
             outcome = self._load_period(tracker, reader, table, period, file_sizes[period])  # type: ignore[arg-type]
+            if restated is not None and restated.period_status == "final" and outcome.status == "loaded":
+                outcome.reason = f"restated a final month (invoice {restated.invoice_ids})"
             self.progress.period_finished(outcome)
             outcomes.append(outcome)
         return outcomes
@@ -243,11 +254,13 @@ class Ingest:
                                 table=table, files=len(period.data_keys), bytes=size)
         try:
             plans = [period.plan(reader.describe(key, size=file_sizes.get(key, 0))) for key in period.data_keys]
-            outcome.rows = self.backend.replace_period(PeriodLoad(
+            load = PeriodLoad(
                 dataset=self.dataset, table=table, billing_period=period.billing_period, files=plans,
-                record=record, reader=reader, sum_columns=self.sum_columns,
+                record=record, reader=reader, sum_columns=self.sum_columns, invoice_column=self.invoice_column,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
-            ))
+            )
+            outcome.rows = self.backend.replace_period(load)
+            outcome.period_status = load.completed.period_status if load.completed else None
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
             why = "terminated (SIGTERM)" if stop_code(stop) == Terminated.exit_code else "stopped by the user (Ctrl-C)"
             _record(tracker.interrupted, record, why)

@@ -65,10 +65,12 @@ from core.backends.reading import (  # noqa: E402
     FileFormat,
     FilePlan,
     SourceColumn,
+    SourceFacts,
     SourceFile,
 )
 
-__all__ = ["ColumnKind", "ColumnSpec", "DataReader", "FileFormat", "FilePlan", "SourceColumn", "SourceFile"]
+__all__ = ["ColumnKind", "ColumnSpec", "DataReader", "FileFormat", "FilePlan", "SourceColumn", "SourceFacts",
+           "SourceFile"]
 
 
 # ----------------------------------------------------------------------------------------------------- state
@@ -91,6 +93,12 @@ class LoadRecord:
     finished_at: datetime | None = None
     error_message: str | None = None
     is_current: bool = False
+    #: what the source held, as reconciled before COMMIT: rows, and the cost sums as JSON text
+    source_row_count: int | None = None
+    source_sums: str | None = None
+    #: ``final`` once the invoice is issued (the vendor's invoice column is filled), else ``estimated``
+    period_status: str | None = None
+    invoice_ids: str | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "vendor",
@@ -106,6 +114,10 @@ class LoadRecord:
         "finished_at",
         "error_message",
         "is_current",
+        "source_row_count",
+        "source_sums",
+        "period_status",
+        "invoice_ids",
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,8 +145,9 @@ class StateManager(ABC):
     ) -> list[LoadRecord]:
         """Every stored row matching the filters, oldest first."""
 
-    def complete(self, record: LoadRecord, *, rows: int, files: int) -> LoadRecord:
+    def complete(self, record: LoadRecord, *, rows: int, files: int, **facts: Any) -> LoadRecord:
         """Store ``record`` as completed and current; backends call it inside their replace transaction.
+        ``facts``: the reconciliation's source figures and the invoice status (fields of :class:`LoadRecord`).
 
         ``record`` itself is left as it was: if the transaction then fails (even at COMMIT), the caller still
         holds the attempt as it stood, and records the failure from that, not from a completion that was rolled
@@ -143,7 +156,7 @@ class StateManager(ABC):
         from datetime import UTC
 
         done = replace(record, status="completed", row_count=rows, file_count=files,
-                       finished_at=datetime.now(UTC), error_message=None, is_current=True)
+                       finished_at=datetime.now(UTC), error_message=None, is_current=True, **facts)
         self.upsert(done)
         self.mark_current(done)
         return done
@@ -180,23 +193,6 @@ class Capabilities:
 
 
 @dataclass
-class SourceFacts:
-    """What the source held for a period, as the rows streamed past (or as the engine aggregated the files):
-    compared with what the table holds before the period is committed (reconciliation)."""
-
-    rows: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    #: False until a load strategy reported what it read (a strategy that cannot leaves the check to row counts)
-    gathered: bool = False
-
-    def add(self, rows: int, sums: dict[str, float]) -> None:
-        self.gathered = True
-        self.rows += rows
-        for column, value in sums.items():
-            self.sums[column] = self.sums.get(column, 0.0) + value
-
-
-@dataclass
 class PeriodLoad:
     """Everything needed to replace one billing period of one export table atomically."""
 
@@ -212,6 +208,10 @@ class PeriodLoad:
     sum_columns: tuple[str, ...] = ()
     #: filled while the rows stream: the source side of the reconciliation
     facts: SourceFacts = field(default_factory=SourceFacts)
+    #: the vendor's invoice column: a period whose rows carry an invoice id is final, else estimated
+    invoice_column: str | None = None
+    #: the state record as committed (set by ``replace_period``)
+    completed: LoadRecord | None = None
 
     def file_done(self, source: SourceFile, rows: int) -> None:
         if self.on_file_done:

@@ -4,7 +4,7 @@ reader that streams it as Arrow record batches (re-exported by :mod:`core.backen
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,3 +85,18 @@ class DataReader(ABC):
         """
 
 
+@dataclass
+class SourceFacts:
+    """What the source held for a period, as the rows streamed past (or as the engine aggregated the files):
+    compared with what the table holds before the period is committed (reconciliation)."""
+
+    rows: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    #: False until a load strategy reported what it read (a strategy that cannot leaves the check to row counts)
+    gathered: bool = False
+
+    def add(self, rows: int, sums: dict[str, float]) -> None:
+        self.gathered = True
+        self.rows += rows
+        for column, value in sums.items():
+            self.sums[column] = self.sums.get(column, 0.0) + value

@@ -6,6 +6,7 @@ found, named, and exits 1.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -126,3 +127,28 @@ def test_verify_finds_a_changed_source(loaded: Any, s3: S3) -> None:
     assert january["table"]["rows"] == truth.periods["2024-01"].rows
     assert any(d.startswith("rows: source") for d in january["differences"])
 
+
+
+def test_state_records_the_source_figures_and_estimated_or_final(loaded: Any, s3: S3, gen: Any) -> None:
+    env, truth, root, bucket, _ = loaded
+    records = {r["billing_period"]: r for r in run_cli("aws", "show-state", "--json", env=env).json()["records"]}
+    for period, record in records.items():  # what the reconciliation saw of the source, kept in the state
+        assert record["source_row_count"] == truth.periods[period].rows
+        sums = json.loads(record["source_sums"])
+        assert Decimal(str(sums["line_item_unblended_cost"])) == pytest.approx(truth.periods[period].unblended_cost,
+                                                                               abs=Decimal("1e-6"))
+    # the generator leaves the last month without an invoice, as AWS does until the invoice is issued
+    assert records["2024-01"]["period_status"] == "final" and records["2024-01"]["invoice_ids"]
+    assert records["2024-02"]["period_status"] == "estimated" and records["2024-02"]["invoice_ids"] is None
+
+    # AWS restates the invoiced month: loud, and the summary still names the months that are estimates
+    gen.write_cur2_export(root, prefix="exports", export_name=V2, periods=["2024-01"], rows_per_period=150,
+                          files_per_period=1, seed=22, execution_ids={"2024-01": "restated-after-invoice"})
+    s3.sync_tree(root, bucket)
+    result = run_cli("aws", "import-cur", env=env)
+    assert result.code == 0, result.stderr
+    assert "2024-01 was FINAL" in " ".join(result.stderr.split()) and "closed invoice changed" in result.stderr
+    assert "Still estimated (no invoice yet): cur2-daily 2024-01" in " ".join(result.stdout.split())
+    january = run_cli("aws", "show-state", "--billing-period", "2024-01", "--json", env=env).json()["records"]
+    assert [(r["version_id"] == "restated-after-invoice", r["period_status"]) for r in january if r["is_current"]] \
+        == [(True, "estimated")]

@@ -110,6 +110,9 @@ def _print_report(report: Any) -> None:
         output.table(title, ["export", "period", "version", "status", "rows", "files", "time", "note"], rows,
                      justify_right={"rows", "files", "time"})
     )
+    estimates = [f"{o.export_name} {o.billing_period}" for o in report.outcomes if o.period_status == "estimated"]
+    if estimates:  # on stdout with the report: a month without an invoice will still change
+        output.stdout.print(f"Still estimated (no invoice yet): {', '.join(estimates)}")
 
 
 def _print_tables(tables: list[Any]) -> None:

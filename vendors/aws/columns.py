@@ -17,6 +17,8 @@ from core.backends.base import ColumnKind, ColumnSpec, SourceFile
 #: the cost column summed per period (``list-exports``, the verification of ``db copy``)
 COST_COLUMN = "line_item_unblended_cost"
 #: the sums reconciled with the source on every import and by ``finops aws verify`` (where the export has them)
+#: AWS fills it once the month is invoiced (CUR v1 ``bill/InvoiceId``): the period is then final
+INVOICE_COLUMN = "bill_invoice_id"
 RECONCILED_COLUMNS = ("line_item_unblended_cost", "line_item_net_unblended_cost", "pricing_public_on_demand_cost")
 
 RESERVED = ("billing_period",)

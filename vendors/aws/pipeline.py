@@ -17,7 +17,7 @@ from core.errors import ConfigError, LoadError
 from core.ingest import ImportReport, Ingest, PeriodOutcome, PeriodSource, ProgressListener
 from core.ingest import read_state as _read_state
 from core.storage import LocalStore, ObjectStore, S3Store
-from vendors.aws.columns import RECONCILED_COLUMNS, column_specs, normalise_name
+from vendors.aws.columns import INVOICE_COLUMN, RECONCILED_COLUMNS, column_specs, normalise_name
 from vendors.aws.manifest import BillingManifest, ManifestScan, discover_exports, find_manifests
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +125,8 @@ def run_aws_pipeline(
     if not scan.manifests:
         log.warning("No manifests found in %s under prefix %r", store.describe(), config.aws.prefix)
     ingest = Ingest(backend, store, dataset, VENDOR, reset=config.aws.reset, lock_timeout=config.project.lock_timeout,
-                    progress=progress or ProgressListener(), sum_columns=RECONCILED_COLUMNS)
+                    progress=progress or ProgressListener(), sum_columns=RECONCILED_COLUMNS,
+                    invoice_column=INVOICE_COLUMN)
     return ingest.run((period_source(m, store) for m in scan.manifests), report, dry_run=dry_run)
 
 

@@ -10,6 +10,7 @@ also where the exact-SQL tests listen.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -142,6 +143,7 @@ class SqlBackend(DatabaseBackend):
         return SqlStateManager(
             self.state_executor(dataset), self.quote, dataset,
             types={name: self.types[kind] for name, kind in kinds.items()}, ensure_schema=self.ensure_schema,
+            existing_columns=lambda: self.table_columns(dataset, STATE_TABLE),
         )
 
     def state_executor(self, dataset: str) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
@@ -184,7 +186,8 @@ class SqlBackend(DatabaseBackend):
                     self.reconcile(load, rows)
                     if created and not early_ddl:
                         self.create_index(load.dataset, load.table)  # built after the first rows: cheaper
-                    self.state_manager(load.dataset).complete(load.record, rows=rows, files=len(load.files))
+                    load.completed = self.state_manager(load.dataset).complete(
+                        load.record, rows=rows, files=len(load.files), **self.period_facts(load))
             self.period_done()
             return rows
         except FinOpsError as exc:
@@ -220,6 +223,26 @@ class SqlBackend(DatabaseBackend):
         if problems:
             raise LoadError(f"{load.table} {load.billing_period} does not reconcile with its source "
                             f"({'; '.join(problems)}); the previous version stays.")
+
+    def period_facts(self, load: PeriodLoad) -> dict[str, Any]:
+        """What the state records beside the counts: the source's figures (reconciled) and whether the period is
+        invoiced (``final``) or still an ``estimated`` month, with its invoice ids."""
+        facts: dict[str, Any] = {}
+        if load.facts.gathered:
+            facts["source_row_count"] = load.facts.rows
+            facts["source_sums"] = json.dumps(load.facts.sums, sort_keys=True) if load.facts.sums else None
+        column = load.invoice_column
+        if column and load.files and self.capabilities.reads_own_writes and \
+                self.column(column) in self.table_columns(load.dataset, load.table):
+            invoice = self.quote(self.column(column))
+            rows = self.execute(
+                f"SELECT DISTINCT {invoice} FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ? "
+                f"AND {invoice} IS NOT NULL AND {invoice} <> ''", [load.billing_period],
+                what=f"reading the invoices of {load.table} {load.billing_period}").rows
+            ids = sorted(str(i) for (i,) in rows)
+            facts["period_status"] = "final" if ids else "estimated"
+            facts["invoice_ids"] = ",".join(ids[:50]) or None
+        return facts
 
     def period_done(self) -> None:
         """After a period committed: release what the engine holds for it (default: nothing)."""

@@ -7,7 +7,7 @@ Every SQL backend gets it from :meth:`core.backends.sqlengine.SqlBackend.state_m
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ class SqlStateManager(StateManager):
         quote: the backend's identifier quoting helper.
         types: engine type names for ``text``, ``bigint``, ``timestamp`` and ``boolean``.
         ensure_schema: the backend's own way of making sure ``dataset`` exists (``DatabaseBackend.ensure_schema``).
+        existing_columns: the state table's columns as stored, so that a table made by an earlier release gains
+            the columns added since (``ALTER TABLE … ADD COLUMN``); history is kept.
     """
 
     def __init__(
@@ -39,7 +41,9 @@ class SqlStateManager(StateManager):
         *,
         types: dict[str, str],
         ensure_schema: Callable[[str], None],
+        existing_columns: Callable[[], Iterable[str]] | None = None,
     ) -> None:
+        self._existing_columns = existing_columns
         self._execute = execute
         self._quote = quote
         self.dataset = dataset
@@ -63,10 +67,20 @@ class SqlStateManager(StateManager):
             "finished_at": t["timestamp"],
             "error_message": t["text"],
             "is_current": t["boolean"] + " NOT NULL",
+            "source_row_count": t["bigint"],
+            "source_sums": t["text"],
+            "period_status": t["text"],
+            "invoice_ids": t["text"],
         }
         body = ", ".join(f"{self._quote(name)} {decl}" for name, decl in columns.items())
         self._ensure_schema(self.dataset)
         self._execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({body})", [])
+        if self._existing_columns is not None:  # a state table from an earlier release: add what it lacks
+            existing = set(self._existing_columns())
+            for name, decl in columns.items():
+                if name not in existing:
+                    log.info("%s: new column %s", self.table, name)
+                    self._execute(f"ALTER TABLE {self.table} ADD COLUMN {self._quote(name)} {decl}", [])
 
     def _where_key(self) -> str:
         return " AND ".join(f"{self._quote(k)} = ?" for k in _KEY)
@@ -87,7 +101,8 @@ class SqlStateManager(StateManager):
         else:
             names = ", ".join(self._quote(c) for c in LoadRecord.COLUMNS)
             marks = ", ".join("?" for _ in LoadRecord.COLUMNS)
-            self._execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})", [values[c] for c in LoadRecord.COLUMNS])
+            self._execute(f"INSERT INTO {self.table} ({names}) VALUES ({marks})",
+                          [values[c] for c in LoadRecord.COLUMNS])
 
     def mark_current(self, record: LoadRecord) -> None:
         q = self._quote
