@@ -27,7 +27,7 @@ import logging
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,10 @@ class StageSwap(LoadStrategy):
             if writer is not None:
                 writer.close()
                 backend.client.load_parquet(spool, group.ref, what=what)
-        finally:
+        finally:  # a failure mid-chunk: the writer first (it would flush into a closed file when collected)
+            if writer is not None:
+                with suppress(Exception):
+                    writer.close()
             if spool is not None:
                 spool.close()
         group.rows = self._count(backend, group)
