@@ -37,6 +37,14 @@ def _config_file(content: bytes | None, name: str = "config.toml") -> Callable[[
     return damage
 
 
+def _both(*damages: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
+    def damage(ctx: Ctx) -> None:
+        for one in damages:
+            one(ctx)
+
+    return damage
+
+
 def _config_dir(ctx: Ctx) -> None:
     path = ctx.workdir / "config-folder.toml"
     path.mkdir()
@@ -131,6 +139,13 @@ CASES: list[Case] = [
           backends=DUCK),
     _case("threads-zero", _env(OPEN_FINOPS_DATABASE_DUCKDB_THREADS="0"), 2, "threads", backends=DUCK),
     _case("port-out-of-range", _pg(port="99999"), 2, "port", backends=PG),
+    _case("port-not-a-number", _pg(port="five-four-three-two"), 2, "port", backends=PG),
+    _case("threads-env-not-a-number", _env(OPEN_FINOPS_DATABASE_DUCKDB_THREADS="abc"), 2, "threads", backends=DUCK),
+    _case("memory-limit-flag", _args("--database-config", "memory_limit=lots"), 2, "memory_limit", backends=DUCK),
+    _case("lock-timeout-not-a-number", _env(OPEN_FINOPS_PROJECT_LOCK_TIMEOUT="soon"), 2, "lock_timeout"),
+    _case("backend-not-a-string", _both(_config_file(b"[database]\nbackend = 42\n"),
+                                        _env(OPEN_FINOPS_DATABASE_BACKEND="")), 2, "database.backend"),
+    _case("end-date-a-word", _args("--end-date", "March"), 2, "March"),
     _case("file-not-utf8", _config_file(b'[aws]\nprefix = "caf\xe9"\n'), 2, _config_culprit),
     _case("file-invalid-toml", _config_file(b"[aws\nbucket = \n"), 2, _config_culprit),
     _case("file-missing", _config_file(None, "no-such-config.toml"), 2, _config_culprit),

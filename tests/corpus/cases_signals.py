@@ -5,8 +5,8 @@ next run completes (test_corpus.test_signal). The damage function returns ``(sig
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import Result

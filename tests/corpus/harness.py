@@ -373,10 +373,11 @@ def assert_state(ctx: Ctx, case: Case, back: Readback) -> None:
         new = ctx.restated.get(case.victim)
         if new is not None:
             for row in back.state:
-                if (row["export_name"], row["billing_period"], row["version_id"]) == (export, period, new.version_id):
-                    if row["is_current"] or row["status"] == "completed":
-                        problems.append(f"the failed version is recorded as {row['status']}, "
-                                        f"current={row['is_current']}")
+                same = (row["export_name"], row["billing_period"], row["version_id"]) == (export, period,
+                                                                                         new.version_id)
+                if same and (row["is_current"] or row["status"] == "completed"):
+                    problems.append(f"the failed version is recorded as {row['status']}, "
+                                    f"current={row['is_current']}")
     if case.victim is not None and case.victim_loads and case.victim in ctx.restated:
         new_version = ctx.restated[case.victim].version_id
         cur = [(r["version_id"], r["status"]) for r in current.get(case.victim, [])]

@@ -24,7 +24,6 @@ from tests.corpus.harness import (
     assert_common,
     assert_months,
     assert_no_secret,
-    assert_no_secret_in_files,
     assert_state,
     assert_state_loose,
     case_params,
