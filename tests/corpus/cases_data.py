@@ -91,6 +91,20 @@ def _cost_field(value: str) -> Callable[[list[list[str]]], list[list[str]]]:
     return change
 
 
+def _drop_column(column: str) -> Callable[[list[list[str]]], list[list[str]]]:
+    """The column gone from the header and every row: the file no longer has what its manifest lists."""
+
+    def change(records: list[list[str]]) -> list[list[str]]:
+        at = records[0].index(column)
+        return [r[:at] + r[at + 1:] for r in records]
+
+    return change
+
+
+HTML_PAGE = (b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+             b"<hr><center>nginx</center></body></html>\n")
+
+
 def _ragged(records: list[list[str]]) -> list[list[str]]:
     return [records[0], records[1], records[2][:-1], *records[3:]]
 
@@ -242,11 +256,15 @@ CASES: list[Case] = [
     _csv_case("cost-not-a-number", _cost_field("twelve")),
     _csv_case("cost-decimal-comma", _cost_field("1,25")),
     _csv_case("timestamp-impossible", _field("lineItem/UsageStartDate", "2024-02-30T00:00:00Z")),
+    _csv_case("manifest-column-missing", _drop_column("lineItem/UsageType")),
+    _gz_case("html-page-instead", lambda d: HTML_PAGE),
     # plain CSV, which DuckDB reads itself: the same damage, and cuts a gzip trailer would have caught
     _plain_case("cut-mid-row", _mid_row),
     _plain_case("zero-bytes", lambda d: b""),
     _plain_case("binary-garbage", lambda d: bytes(range(256)) * 8),
     _plain_case("unterminated-quote", _open_quote),
+    _plain_case("html-page-instead", lambda d: HTML_PAGE),
+    _csv_case("manifest-column-missing", _drop_column("lineItem/UsageType"), compression="none"),
     _csv_case("misspelt-cost-column", _rename_header("lineItem/UnblendedCost", "lineItem/UnblendedCosts"),
               compression="none"),
     _csv_case("no-header-row", lambda records: records[1:], compression="none"),
@@ -278,4 +296,6 @@ CASES: list[Case] = [
     _pq_case("same-column-twice", _parquet(_duplicate_cost)),
     _pq_case("cost-column-missing", _parquet(_drop_cost)),
     _pq_case("cost-column-text", _parquet(_cost_as_text)),
+    _pq_case("manifest-column-missing", _parquet(lambda t: t.drop_columns(["line_item_usage_type"]))),
+    _pq_case("html-page-instead", _bytes(V2, lambda d: HTML_PAGE)),
 ]
