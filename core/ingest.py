@@ -130,6 +130,9 @@ class Ingest:
     sum_columns: tuple[str, ...] = ()
     #: the vendor's invoice column: a period whose rows carry an invoice id is final, else estimated
     invoice_column: str | None = None
+    #: what a restatement changed is kept per these keys, for this cost column (``_finops_restatements``)
+    change_keys: tuple[str, ...] = ()
+    change_cost: str | None = None
 
     def run(self, periods: Iterable[PeriodSource], report: ImportReport, *, dry_run: bool = False) -> ImportReport:
         """Load (or, with ``dry_run``, plan) every period that needs it, export by export.
@@ -229,16 +232,18 @@ class Ingest:
                 log.warning("%s %s was FINAL (invoice %s) and has been restated by the provider: a closed invoice "
                             "changed. Version %s replaces %s.", export_name, period.billing_period,
                             restated.invoice_ids, period.version_id, restated.version_id)
-            outcome = self._load_period(tracker, reader, table, period, file_sizes[period])  # type: ignore[arg-type]
+            outcome = self._load_period(tracker, reader, table, period, file_sizes[period],  # type: ignore[arg-type]
+                                        replaces=restated.version_id if restated else None)
             if restated is not None and restated.period_status == "final" and outcome.status == "loaded":
-                outcome.reason = f"restated a final month (invoice {restated.invoice_ids})"
+                closed = f"a final month (invoice {restated.invoice_ids})"
+                outcome.reason = f"{outcome.reason}; {closed}" if outcome.reason else f"restated {closed}"
             self.progress.period_finished(outcome)
             outcomes.append(outcome)
         return outcomes
 
     def _load_period(
         self, tracker: LoadStateTracker, reader: DataReader, table: str, period: PeriodSource,
-        file_sizes: dict[str, int],
+        file_sizes: dict[str, int], *, replaces: str | None = None,
     ) -> PeriodOutcome:
         started = time.perf_counter()
         size = sum(file_sizes.values())
@@ -257,10 +262,16 @@ class Ingest:
             load = PeriodLoad(
                 dataset=self.dataset, table=table, billing_period=period.billing_period, files=plans,
                 record=record, reader=reader, sum_columns=self.sum_columns, invoice_column=self.invoice_column,
+                change_keys=self.change_keys, change_cost=self.change_cost, replaces=replaces,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             )
             outcome.rows = self.backend.replace_period(load)
             outcome.period_status = load.completed.period_status if load.completed else None
+            if load.changes is not None and load.changes.rows:
+                from core.backends.sqlengine.changes import summary
+
+                outcome.reason = f"restated: {summary(load.changes)}"
+                log.warning("%s %s restated: %s", period.export_name, period.billing_period, summary(load.changes))
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the data is untouched; say so in the state
             why = "terminated (SIGTERM)" if stop_code(stop) == Terminated.exit_code else "stopped by the user (Ctrl-C)"
             _record(tracker.interrupted, record, why)

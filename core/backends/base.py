@@ -210,8 +210,13 @@ class PeriodLoad:
     facts: SourceFacts = field(default_factory=SourceFacts)
     #: the vendor's invoice column: a period whose rows carry an invoice id is final, else estimated
     invoice_column: str | None = None
-    #: the state record as committed (set by ``replace_period``)
+    #: what a restatement changed: cost of ``change_cost`` per ``change_keys`` against the version ``replaces``
+    change_keys: tuple[str, ...] = ()
+    change_cost: str | None = None
+    replaces: str | None = None
+    #: set by ``replace_period``: the state record as committed, and the restatement's changed keys
     completed: LoadRecord | None = None
+    changes: Any = None
 
     def file_done(self, source: SourceFile, rows: int) -> None:
         if self.on_file_done:

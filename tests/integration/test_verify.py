@@ -142,8 +142,8 @@ def test_state_records_the_source_figures_and_estimated_or_final(loaded: Any, s3
     assert records["2024-02"]["period_status"] == "estimated" and records["2024-02"]["invoice_ids"] is None
 
     # AWS restates the invoiced month: loud, and the summary still names the months that are estimates
-    gen.write_cur2_export(root, prefix="exports", export_name=V2, periods=["2024-01"], rows_per_period=150,
-                          files_per_period=1, seed=22, execution_ids={"2024-01": "restated-after-invoice"})
+    restated = gen.write_cur2_export(root, prefix="exports", export_name=V2, periods=["2024-01"], rows_per_period=150,
+                                     files_per_period=1, seed=22, execution_ids={"2024-01": "restated-after-invoice"})
     s3.sync_tree(root, bucket)
     result = run_cli("aws", "import-cur", env=env)
     assert result.code == 0, result.stderr
@@ -152,3 +152,12 @@ def test_state_records_the_source_figures_and_estimated_or_final(loaded: Any, s3
     january = run_cli("aws", "show-state", "--billing-period", "2024-01", "--json", env=env).json()["records"]
     assert [(r["version_id"] == "restated-after-invoice", r["period_status"]) for r in january if r["is_current"]] \
         == [(True, "estimated")]
+
+    # what the restatement changed, per account, product and line item type, adds up to the generator's truth
+    changes = run_cli("aws", "show-changes", "--billing-period", "2024-01", "--json", env=env).json()["changes"]
+    assert changes and {c["new_version"] for c in changes} == {"restated-after-invoice"}
+    delta = sum(Decimal(str(c["new_cost"])) - Decimal(str(c["old_cost"])) for c in changes)
+    expected = restated.periods["2024-01"].unblended_cost - truth.periods["2024-01"].unblended_cost
+    assert delta == pytest.approx(expected, abs=Decimal("1e-6"))
+    assert sum(c["new_rows"] - c["old_rows"] for c in changes) == 150 - truth.periods["2024-01"].rows
+    assert "restated: " in " ".join(result.stdout.split())  # the summary's one line per restated period

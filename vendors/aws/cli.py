@@ -335,3 +335,52 @@ def _pair(check: Any, figure: str) -> str:
     if figure == "rows":
         return f"{output.fmt_int(check.source.rows)} / {output.fmt_int(check.table.rows)}"
     return f"{output.fmt_cost(check.source.sums.get(figure))} / {output.fmt_cost(check.table.sums.get(figure))}"
+
+
+@app.command("show-changes")
+@guarded
+def show_changes(
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    database_config: DbConfigOpt = None,
+    export_name: ExportOpt = None,
+    billing_period: Annotated[
+        str | None, typer.Option("--billing-period", help="Only this period (YYYY-MM).", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """What each restatement changed: the unblended cost per usage account, product code and line item type of the
+    version replaced and of the version that replaced it (recorded by the import, in the same transaction)."""
+    from core.backends.factory import create_backend
+    from core.backends.sqlengine.changes import read
+    from core.config import normalise_period
+    from vendors.aws.pipeline import VENDOR, dataset_for
+
+    cfg = load_config(config, backend=backend, database_config=database_config)
+    db = create_backend(cfg.database)
+    dataset = dataset_for(cfg, db)
+    columns: list[str] = []
+    rows: list[Any] = []
+    if db.exists():
+        with db:
+            if db.open_dataset(dataset, create=False):
+                columns, rows = read(lambda sql, params: db.execute(sql, params).rows, db, dataset, VENDOR,
+                                     export_name or cfg.aws.export_name, normalise_period(billing_period))
+    changes = [dict(zip(columns, row, strict=True)) for row in rows]
+    if json_out:
+        output.emit_json({"changes": changes})
+        return
+    if not changes:
+        output.stderr.print("No restatement recorded (yet).")
+        return
+    keys = [c for c in columns if c not in {"vendor", "export_name", "billing_period", "old_version", "new_version",
+                                             "old_cost", "new_cost", "old_rows", "new_rows", "recorded_at"}]
+    output.stdout.print(output.table(
+        "What each restatement changed",
+        ["export", "period", "old → new version", *keys, "old cost", "new cost", "change"],
+        [[c["export_name"], c["billing_period"], f"{c['old_version']} → {c['new_version']}", *[c[k] for k in keys],
+          output.fmt_cost(c["old_cost"]), output.fmt_cost(c["new_cost"]),
+          f"{(c['new_cost'] or 0) - (c['old_cost'] or 0):+,.2f}"] for c in changes],
+        justify_right={"old cost", "new cost", "change"},
+    ))

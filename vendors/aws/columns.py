@@ -17,6 +17,8 @@ from core.backends.base import ColumnKind, ColumnSpec, SourceFile
 #: the cost column summed per period (``list-exports``, the verification of ``db copy``)
 COST_COLUMN = "line_item_unblended_cost"
 #: the sums reconciled with the source on every import and by ``finops aws verify`` (where the export has them)
+#: what a restatement changed is kept per usage account, product code and line item type
+CHANGE_KEYS = ("line_item_usage_account_id", "line_item_product_code", "line_item_line_item_type")
 #: AWS fills it once the month is invoiced (CUR v1 ``bill/InvoiceId``): the period is then final
 INVOICE_COLUMN = "bill_invoice_id"
 RECONCILED_COLUMNS = ("line_item_unblended_cost", "line_item_net_unblended_cost", "pricing_public_on_demand_cost")

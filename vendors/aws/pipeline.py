@@ -17,7 +17,14 @@ from core.errors import ConfigError, LoadError
 from core.ingest import ImportReport, Ingest, PeriodOutcome, PeriodSource, ProgressListener
 from core.ingest import read_state as _read_state
 from core.storage import LocalStore, ObjectStore, S3Store
-from vendors.aws.columns import INVOICE_COLUMN, RECONCILED_COLUMNS, column_specs, normalise_name
+from vendors.aws.columns import (
+    CHANGE_KEYS,
+    COST_COLUMN,
+    INVOICE_COLUMN,
+    RECONCILED_COLUMNS,
+    column_specs,
+    normalise_name,
+)
 from vendors.aws.manifest import BillingManifest, ManifestScan, discover_exports, find_manifests
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,7 +133,7 @@ def run_aws_pipeline(
         log.warning("No manifests found in %s under prefix %r", store.describe(), config.aws.prefix)
     ingest = Ingest(backend, store, dataset, VENDOR, reset=config.aws.reset, lock_timeout=config.project.lock_timeout,
                     progress=progress or ProgressListener(), sum_columns=RECONCILED_COLUMNS,
-                    invoice_column=INVOICE_COLUMN)
+                    invoice_column=INVOICE_COLUMN, change_keys=CHANGE_KEYS, change_cost=COST_COLUMN)
     return ingest.run((period_source(m, store) for m in scan.manifests), report, dry_run=dry_run)
 
 

@@ -20,6 +20,7 @@ from core.backends.sql.client import SQLAlchemyClient
 from core.backends.sql.config import GenericSQLConfig
 from core.backends.sql.dialects import CAPABILITIES, DEFAULT_CAPABILITIES, bind_value, url_dialect
 from core.backends.sqlengine import Result, SqlBackend
+from core.backends.sqlengine.backend import INTERNAL_PREFIX
 from core.backends.sqlengine.params import qmark_to_named
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,7 +100,8 @@ class GenericSQLBackend(SqlBackend):
         from core.backends.base import STATE_TABLE
 
         names = sorted(self.client.inspect(lambda inspector: inspector.get_table_names(schema=dataset)))
-        return [t for t in names if t != STATE_TABLE and "billing_period" in self.table_columns(dataset, t)]
+        return [t for t in names if t != STATE_TABLE and not t.startswith(INTERNAL_PREFIX)
+                and "billing_period" in self.table_columns(dataset, t)]
 
     def index_sql(self, dataset: str, table: str) -> str | None:
         """Where the syntax is known: SQLite names the index in the schema, PostgreSQL the table; MySQL cannot

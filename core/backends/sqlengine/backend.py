@@ -32,7 +32,7 @@ from core.backends.base import (
     SourceFacts,
 )
 from core.backends.conform import union_columns
-from core.backends.sqlengine import names, types
+from core.backends.sqlengine import changes, names, types
 from core.backends.sqlengine.state import SqlStateManager
 from core.errors import ConfigError, FinOpsError, LoadError
 
@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 PROBE_SCHEMA = "_finops_check"
+#: tables of ours beside the export tables (load state, restatements): never listed or copied as exports
+INTERNAL_PREFIX = "_finops_"
 PROBE_TABLE = "_finops_check_probe"
 
 
@@ -135,7 +137,7 @@ class SqlBackend(DatabaseBackend):
             "AND table_name <> ? ORDER BY table_name",
             [dataset, "billing_period", STATE_TABLE],
         ).rows
-        return [table for (table,) in rows]
+        return [table for (table,) in rows if not table.startswith(INTERNAL_PREFIX)]
 
     # -- state ----------------------------------------------------------------------------------------------
     def state_manager(self, dataset: str) -> SqlStateManager:
@@ -180,10 +182,16 @@ class SqlBackend(DatabaseBackend):
                 with self.transaction():
                     if not early_ddl:
                         columns, created = self.prepare_table(load.dataset, load.table, kinds, index=False)
+                    audit = load.replaces is not None and not created and self.capabilities.reads_own_writes
+                    before = changes.snapshot(self, load) if audit else None
                     self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ?",
                                  [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
                     rows = strategy.insert(self, load, kinds, columns, staged) if load.files else 0
                     self.reconcile(load, rows)
+                    if before is not None:  # what this version changed, committed with it
+                        load.changes = changes.differences(before, changes.snapshot(self, load) or {},
+                                                           load.replaces, load.record.version_id, load.change_keys)
+                        changes.store(self, load, load.changes, load.record.vendor)
                     if created and not early_ddl:
                         self.create_index(load.dataset, load.table)  # built after the first rows: cheaper
                     load.completed = self.state_manager(load.dataset).complete(
