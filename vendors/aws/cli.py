@@ -28,6 +28,9 @@ SourceDirOpt = Annotated[
 ]
 StartOpt = Annotated[str | None, typer.Option("--start-date", help="First billing period, YYYY-MM.", show_default=False)]
 EndOpt = Annotated[str | None, typer.Option("--end-date", help="Last billing period, YYYY-MM.", show_default=False)]
+PeriodOpt = Annotated[
+    str | None, typer.Option("--billing-period", help="Only this period (YYYY-MM).", show_default=False)
+]
 
 
 def _aws(bucket: str | None = None, prefix: str | None = None, export_name: str | None = None,
@@ -281,9 +284,7 @@ def verify(
     prefix: PrefixOpt = None,
     export_name: ExportOpt = None,
     source_dir: SourceDirOpt = None,
-    billing_period: Annotated[
-        str | None, typer.Option("--billing-period", help="Only this period (YYYY-MM).", show_default=False)
-    ] = None,
+    billing_period: PeriodOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
     verbose: VerboseOpt = False,
@@ -344,9 +345,7 @@ def show_changes(
     backend: BackendOpt = None,
     database_config: DbConfigOpt = None,
     export_name: ExportOpt = None,
-    billing_period: Annotated[
-        str | None, typer.Option("--billing-period", help="Only this period (YYYY-MM).", show_default=False)
-    ] = None,
+    billing_period: PeriodOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
