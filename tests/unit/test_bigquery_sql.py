@@ -78,7 +78,8 @@ class FakeClient(BigQueryClient):
             return FakeJob(statement_type="BEGIN_TRANSACTION", session="s-1")
         if "INFORMATION_SCHEMA.COLUMNS" in sql:
             return FakeJob(self.columns.get(values[0], []) if values else [])
-        if sql.startswith("SELECT COUNT(*) FROM `proj`.`ds_finops_staging`"):
+        if sql.startswith(("SELECT COUNT(*) FROM `proj`.`ds_finops_staging`",
+                           "SELECT COUNT(*) FROM `proj`.`ds`.`cur_test`")):  # staged, then reconciled
             return FakeJob([(sum(self.staged.values()),)])
         if sql.startswith("SELECT COUNT(*)"):
             return FakeJob([(0,)])
@@ -185,6 +186,8 @@ def test_first_import_through_load_jobs(tmp_path: Path) -> None:
         (f"[session] DELETE FROM {T} WHERE billing_period = ?", ["2024-01"]),
         (f"[session] INSERT INTO {T} ({NAMES}, `billing_period_date`) SELECT {NAMES}, ? FROM {stage_t}",
          [date(2024, 1, 1)]),
+        # the envelope's reconciliation: the session's transaction sees its own rows
+        (f"[session] SELECT COUNT(*) FROM {T} WHERE billing_period = ?", ["2024-01"]),
         *STATE_CALLS,
         ("[session] COMMIT TRANSACTION", []),
         ("tables.delete", "_finops_stage_cur_test"),
