@@ -183,9 +183,6 @@ class Capabilities:
     schemas: bool = True
     #: JSON arrives as text; the engine's JSON type accepts text in ``INSERT … SELECT`` only through a CAST
     json_text_needs_cast: bool = False
-    #: a query inside the replace transaction sees that transaction's writes, so the period is reconciled with
-    #: its source before COMMIT; False where the transaction's statements would run as one script at COMMIT
-    reads_own_writes: bool = True
 
     @property
     def transactional_ddl(self) -> bool:

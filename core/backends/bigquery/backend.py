@@ -63,8 +63,8 @@ class BigQueryBackend(SqlBackend):
     name = "bigquery"
     extra = "bigquery"
     dialect = "bigquery"
-    # reads_own_writes (the default): the transaction's statements are jobs of one session, so the envelope's
-    # reconciliation query inside it sees the period's new rows
+    # the transaction's statements are jobs of one session, so the envelope's reconciliation query inside it sees
+    # the period's new rows
     capabilities = Capabilities(native_schemes=frozenset(), ddl="outside", json_text_needs_cast=True)
     config_model = BigQueryConfig
     strategy = StageSwap

@@ -182,7 +182,7 @@ class SqlBackend(DatabaseBackend):
                 with self.transaction():
                     if not early_ddl:
                         columns, created = self.prepare_table(load.dataset, load.table, kinds, index=False)
-                    audit = load.replaces is not None and not created and self.capabilities.reads_own_writes
+                    audit = load.replaces is not None and not created
                     before = changes.snapshot(self, load) if audit else None
                     self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ?",
                                  [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
@@ -210,7 +210,7 @@ class SqlBackend(DatabaseBackend):
             LoadError: they differ; the transaction rolls back and the previous version stays.
         """
         facts = load.facts
-        if not load.files or not self.capabilities.reads_own_writes:
+        if not load.files:
             return
         if not facts.gathered:  # a strategy that cannot report what it read: the table must hold what it inserted
             log.debug("%s %s: no source facts from the load strategy; rows checked only", load.table,
@@ -240,8 +240,7 @@ class SqlBackend(DatabaseBackend):
             facts["source_row_count"] = load.facts.rows
             facts["source_sums"] = json.dumps(load.facts.sums, sort_keys=True) if load.facts.sums else None
         column = load.invoice_column
-        if column and load.files and self.capabilities.reads_own_writes and \
-                self.column(column) in self.table_columns(load.dataset, load.table):
+        if column and load.files and self.column(column) in self.table_columns(load.dataset, load.table):
             invoice = self.quote(self.column(column))
             rows = self.execute(
                 f"SELECT DISTINCT {invoice} FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ? "
