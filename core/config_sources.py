@@ -146,8 +146,12 @@ class FinOpsTomlSource(RecordingSource):
     def _check_keys(self, data: Mapping[str, Any]) -> Iterable[tuple[Key, Any]]:
         """The values to use; a warning for each key that is unknown, obsolete, or a secret kept in a file."""
         known = dict(walk_fields(self.settings_cls))
+        sections = {p[:1] for p in known} | {p[:2] for p in known if len(p) > 2}
         for path, value in _flatten(data):
             dotted = ".".join(path)
+            if path in sections:  # `aws = "…"`: a table given a value
+                raise ConfigError(f"[{dotted}] in {self.path} must be a table of settings, not a value "
+                                  f"({dotted} = {short_value(value)}).")
             if path[0] in RESERVED_SECTIONS:
                 continue
             extra = known[path].json_schema_extra if path in known else None
@@ -168,6 +172,11 @@ class FinOpsTomlSource(RecordingSource):
                     "(AWS_PROFILE, SSO, instance roles) so that no key sits in a file."
                 )
             yield path, value
+
+
+def short_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
 
 
 def first_value(sources: Sequence[RecordingSource], path: Key) -> tuple[bool, Any]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -338,10 +339,30 @@ def _reason(loaded: LoadRecord | None, period: PeriodSource, reset: bool) -> str
     return f"previous attempt {loaded.status}"
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """While an attempt's end is written, a second Ctrl-C or SIGTERM (an impatient user, a wrapper that signals
+    twice) waits instead of breaking the write: the process is on its way out already, and the row must not stay
+    ``running``."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
 def _record(write: Callable[[LoadRecord, str], Any], record: LoadRecord, why: str) -> None:
     """Write an attempt's end; the database itself may be what failed, which must not hide the first error."""
     try:
-        write(record, why)
+        with _signals_held():
+            write(record, why)
     except (FinOpsError, KeyboardInterrupt) as exc:
         reason = exc.message if isinstance(exc, FinOpsError) else "interrupted again"
         log.error("Could not record the end of %s %s: %s", record.export_name, record.billing_period, reason)

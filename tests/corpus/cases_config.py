@@ -150,9 +150,7 @@ CASES: list[Case] = [
     _case("file-invalid-toml", _config_file(b"[aws\nbucket = \n"), 2, _config_culprit),
     _case("file-missing", _config_file(None, "no-such-config.toml"), 2, _config_culprit),
     _case("file-is-a-folder", _config_dir, 2, _config_culprit),
-    _case("file-section-not-a-table", _config_file(b'aws = "s3://bucket"\n'), 2, _config_culprit,
-          xfail="a known section given as a value (`aws = \"s3://bucket\"`) is reported as 'Unknown setting aws' and "
-                "ignored, the import runs (exit 0); expected exit 2 naming `aws` and the file"),
+    _case("file-section-not-a-table", _config_file(b'aws = "s3://bucket"\n'), 2, _config_culprit),
     _case("unknown-backend-flag", _args("--backend", "nosuchdb"), 2, "nosuchdb"),
     _case("unknown-backend-env", _env(OPEN_FINOPS_DATABASE_BACKEND="oracle"), 2, "oracle"),
     _case("start-date-month-13", _args("--start-date", "2024-13"), 2, "2024-13"),
