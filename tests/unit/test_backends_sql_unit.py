@@ -281,3 +281,15 @@ def test_dlt_telemetry_is_off_unless_the_user_turns_it_on(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNTIME__")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     assert out.stdout.strip() == "None"
+
+
+def test_a_bare_postgresql_url_uses_the_installed_driver() -> None:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; the postgresql extra installs psycopg2."""
+    from core.backends.sql.client import SQLAlchemyClient
+
+    def driver(url: str) -> str:
+        return SQLAlchemyClient(GenericSQLConfig(credentials=SecretStr(url)), "postgres").url().drivername
+
+    assert driver("postgresql://u:pw@h/db") == "postgresql+psycopg2"
+    assert driver("postgresql+psycopg2://u:pw@h/db") == "postgresql+psycopg2"  # an explicit driver is kept
+    assert driver("mysql+pymysql://u:pw@h/db") == "mysql+pymysql"

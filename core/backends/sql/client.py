@@ -60,6 +60,9 @@ class SQLAlchemyClient:
             url = make_url(raw)
         except (ArgumentError, ValueError):
             raise ConfigError(f"[database.sql] credentials is not a SQLAlchemy URL: {mask_url(raw)}") from None
+        if url.drivername == "postgresql" and _installed("psycopg2") and not _installed("psycopg"):
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the postgresql extra installs psycopg2
+            url = url.set(drivername="postgresql+psycopg2")
         if url.get_backend_name() == "sqlite":
             if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
                 raise ConfigError("An in-memory SQLite database cannot be shared with dlt; give a file path.")
@@ -228,6 +231,12 @@ class SQLAlchemyClient:
                 raw.execute("DETACH DATABASE ?", (dataset,))
             raise DestinationError(f"Cannot use {path} for the dataset {dataset!r}: {exc}") from None
         return True
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _sqlite_explicit_transactions(dbapi_connection: Any, _record: Any) -> None:
