@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.integration.targets import DuckDBTarget, MariaDBTarget, PostgreSQLTarget, SQLiteTarget, Target
+from tests.integration.targets import (
+    BigQueryTarget,
+    DuckDBTarget,
+    MariaDBTarget,
+    PostgreSQLTarget,
+    SnowflakeTarget,
+    SQLiteTarget,
+    Target,
+)
 
 SAMPLES = ROOT / "examples" / "sample-exports"
 #: what examples/sample-exports holds (its manifests): export → period → (version id, data files)
@@ -30,7 +38,7 @@ DOC_CONFIGS = sorted(ROOT.glob("examples/config-*.toml")) + [ROOT / "config.toml
 @pytest.mark.parametrize("config", DOC_CONFIGS, ids=lambda p: p.name)
 def test_documentation_configs_load_and_dry_run(config: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Every config shipped as documentation loads, shows, and plans the bundled sample exports."""
-    backend = next(line.split("=", 1)[1].strip().strip('"') for line in config.read_text().splitlines()
+    backend = next(line.split("=", 1)[1].split("#", 1)[0].strip().strip('"') for line in config.read_text().splitlines()
                    if line.strip().startswith("backend") and "=" in line)
     env = {"OPEN_FINOPS_PROJECT_DATA_DIR": str(tmp_path / "work")}
     args = ["--config", str(config)]
@@ -42,6 +50,18 @@ def test_documentation_configs_load_and_dry_run(config: Path, tmp_path: Path, re
         pg = PostgreSQLTarget(request.getfixturevalue("pg_server"), request.getfixturevalue("pg_schema"),
                               tmp_path / "work")
         env.update({k: v for k, v in pg.env().items() if k != "OPEN_FINOPS_DATABASE_BACKEND"})
+    elif backend in ("snowflake", "bigquery"):  # the session's emulator stands in for the warehouse
+        target: Target = (
+            SnowflakeTarget(request.getfixturevalue("snowflake_emulator"), request.getfixturevalue("snowflake_schema"),
+                            tmp_path / "work")
+            if backend == "snowflake" else
+            BigQueryTarget(request.getfixturevalue("bq_emulator"), request.getfixturevalue("bq_dataset"),
+                           tmp_path / "work")
+        )
+        env.update({k: v for k, v in target.env().items() if k != "OPEN_FINOPS_DATABASE_BACKEND"})
+        if "private_key_path" in config.read_text():  # the documented key-pair login: a key where it says
+            env["HOME"] = str(tmp_path)
+            _write_private_key(tmp_path / ".ssh" / "finops_snowflake.p8")
     else:
         raise AssertionError(f"{config.name}: backend {backend!r} has no test set-up")
 
@@ -53,8 +73,9 @@ def test_documentation_configs_load_and_dry_run(config: Path, tmp_path: Path, re
                                             "source": f"file {config}"}
     assert "Unknown setting" not in shown.stderr  # documentation uses no key the code does not know
 
-    plan = run_cli("aws", "import-cur", *args, "--source-dir", str(SAMPLES), "--dry-run", "--json", env=env,
-                   cwd=tmp_path)
+    # the whole bundled bucket: a config's own prefix (the Snowflake example's "cur") would select one export
+    plan = run_cli("aws", "import-cur", *args, "--source-dir", str(SAMPLES), "--prefix", "", "--dry-run", "--json",
+                   env=env, cwd=tmp_path)
     assert plan.code == 0, plan.stderr
     document = plan.json()
     assert document["dry_run"] is True and document["backend"] == backend
@@ -64,6 +85,17 @@ def test_documentation_configs_load_and_dry_run(config: Path, tmp_path: Path, re
         == SAMPLE_PLAN
     assert {p["status"] for p in document["periods"]} == {"planned"}
     assert not (tmp_path / "db.duckdb").exists() and not (tmp_path / "data").exists()
+
+
+def _write_private_key(path: Path) -> None:
+    """An unencrypted PKCS#8 RSA key, as ``openssl genrsa | openssl pkcs8 -nocrypt`` makes one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
 
 
 @contextmanager
