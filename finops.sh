@@ -104,25 +104,29 @@ ensure_server_packages() {  # PostgreSQL and MariaDB server binaries
 BQEMULATOR_VENV="${FINOPS_BQEMULATOR_VENV:-$HERE/.venv-emulators/bqemulator}"
 BQEMULATOR_PACKAGES=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extension-spatial==1.5.5 duckdb-extension-avro==1.5.5 numpy)
 
-ensure_bigquery_emulator() {
-  local stamp="$BQEMULATOR_VENV/.finops-installed" want="${BQEMULATOR_PACKAGES[*]}" log
-  if [ -x "$BQEMULATOR_VENV/bin/bqemulator" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+# An emulator in a venv of its own, installed from PyPI on first use (again when its package list changes), or, with
+# FINOPS_TEST_NO_INSTALL=1, one line naming the pip command.   ensure_emulator NAME VENV EXECUTABLE PACKAGE...
+ensure_emulator() {
+  local name="$1" venv="$2" executable="$3" log stamp want
+  shift 3
+  stamp="$venv/.finops-installed"
+  want="$*"
+  if [ -x "$venv/bin/$executable" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
   if [ "${FINOPS_TEST_NO_INSTALL:-}" = 1 ]; then
-    echo "finops.sh: the BigQuery tests need bqemulator; install it: python3 -m venv $BQEMULATOR_VENV && $BQEMULATOR_VENV/bin/pip install ${BQEMULATOR_PACKAGES[*]}" >&2
+    echo "finops.sh: the $name tests need $executable; install it: python3 -m venv $venv && $venv/bin/pip install $*" >&2
     exit 2
   fi
-  echo "finops.sh: installing ${BQEMULATOR_PACKAGES[*]} into $BQEMULATOR_VENV (the BigQuery emulator the tests start)" >&2
-  if [ ! -x "$BQEMULATOR_VENV/bin/python" ]; then
-    mkdir -p "$(dirname "$BQEMULATOR_VENV")"
-    "$(find_python)" -m venv "$BQEMULATOR_VENV"
+  echo "finops.sh: installing $* into $venv (the $name emulator the tests start)" >&2
+  if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$(dirname "$venv")"
+    "$(find_python)" -m venv "$venv"
   fi
-  log="$BQEMULATOR_VENV/pip-install.log"
-  if ! "$BQEMULATOR_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${BQEMULATOR_PACKAGES[@]}" \
-      >"$log" 2>&1; then
+  log="$venv/pip-install.log"
+  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >"$log" 2>&1; then
     cat "$log" >&2
-    echo "finops.sh: installing bqemulator failed (log: $log); install it: $BQEMULATOR_VENV/bin/pip install ${BQEMULATOR_PACKAGES[*]}" >&2
+    echo "finops.sh: installing $executable failed (log: $log); install it: $venv/bin/pip install $*" >&2
     exit 2
   fi
   echo "$want" > "$stamp"
@@ -134,34 +138,10 @@ ensure_bigquery_emulator() {
 FAKESNOW_VENV="${FINOPS_FAKESNOW_VENV:-$HERE/.venv-emulators/fakesnow}"
 FAKESNOW_PACKAGES=("fakesnow[server]==0.11.18" duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 "snowflake-connector-python<5")
 
-ensure_snowflake_emulator() {
-  local stamp="$FAKESNOW_VENV/.finops-installed" want="${FAKESNOW_PACKAGES[*]}" log
-  if [ -x "$FAKESNOW_VENV/bin/fakesnow" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return 0
-  fi
-  if [ "${FINOPS_TEST_NO_INSTALL:-}" = 1 ]; then
-    echo "finops.sh: the Snowflake tests need fakesnow; install it: python3 -m venv $FAKESNOW_VENV && $FAKESNOW_VENV/bin/pip install ${FAKESNOW_PACKAGES[*]}" >&2
-    exit 2
-  fi
-  echo "finops.sh: installing ${FAKESNOW_PACKAGES[*]} into $FAKESNOW_VENV (the Snowflake emulator the tests start)" >&2
-  if [ ! -x "$FAKESNOW_VENV/bin/python" ]; then
-    mkdir -p "$(dirname "$FAKESNOW_VENV")"
-    "$(find_python)" -m venv "$FAKESNOW_VENV"
-  fi
-  log="$FAKESNOW_VENV/pip-install.log"
-  if ! "$FAKESNOW_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${FAKESNOW_PACKAGES[@]}" \
-      >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "finops.sh: installing fakesnow failed (log: $log); install it: $FAKESNOW_VENV/bin/pip install ${FAKESNOW_PACKAGES[*]}" >&2
-    exit 2
-  fi
-  echo "$want" > "$stamp"
-}
-
 ensure_test_services() {  # one step per kind of service the tests need; add new ones (emulators, ...) here
   ensure_server_packages
-  ensure_bigquery_emulator
-  ensure_snowflake_emulator
+  ensure_emulator BigQuery "$BQEMULATOR_VENV" bqemulator "${BQEMULATOR_PACKAGES[@]}"
+  ensure_emulator Snowflake "$FAKESNOW_VENV" fakesnow "${FAKESNOW_PACKAGES[@]}"
 }
 
 if [ "${1:-}" = "test" ]; then

@@ -176,7 +176,8 @@ class StageSwap(LoadStrategy):
 
     @staticmethod
     def _count(backend: BigQueryBackend, group: StageGroup) -> int:
-        return int(backend.execute(f"SELECT COUNT(*) FROM {group.qualified}", what="counting the staged rows").rows[0][0])
+        rows = backend.execute(f"SELECT COUNT(*) FROM {group.qualified}", what="counting the staged rows").rows
+        return int(rows[0][0])
 
     def insert(self, backend: BigQueryBackend, load: PeriodLoad, kinds: Kinds,  # type: ignore[override]
                columns: Columns, staged: Any) -> int:
