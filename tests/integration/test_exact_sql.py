@@ -100,10 +100,10 @@ def test_postgresql_first_import(pg: Any, pg_schema: str, tmp_path: Path) -> Non
         ((f'CREATE TABLE {t} ("billing_period" TEXT, "identity_line_item_id" TEXT, "line_item_usage_account_id" TEXT, '
          '"line_item_unblended_cost" DOUBLE PRECISION, "line_item_usage_start_date" TIMESTAMPTZ, '
          '"product_product_name" TEXT)'), []),
-        (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
+        (f'DELETE FROM {t} WHERE "billing_period" = ?', ["2024-01"]),
         (f"COPY {t} ({names(chr(34))}) FROM STDIN WITH (FORMAT csv)", ["<csv stream>"]),
-        (f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?", ["2024-01"]),  # reconciled before COMMIT
-        (f'CREATE INDEX "cur_test_billing_period_idx" ON {t} (billing_period)', []),  # after the rows: cheaper
+        (f'SELECT COUNT(*) FROM {t} WHERE "billing_period" = ?', ["2024-01"]),  # reconciled before COMMIT
+        (f'CREATE INDEX "cur_test_billing_period_idx" ON {t} ("billing_period")', []),  # after the rows: cheaper
         *state_calls(pg_schema, "v1", rows=1),
         ("COMMIT", []),
     ]
@@ -121,9 +121,9 @@ def test_postgresql_drift_and_zero_file_period(pg: Any, pg_schema: str, tmp_path
         "BEGIN",
         catalogue,
         f'ALTER TABLE {t} ADD COLUMN "resource_tags_user_team" TEXT',
-        f"DELETE FROM {t} WHERE billing_period = ?",
+        f'DELETE FROM {t} WHERE "billing_period" = ?',
         f"COPY {t} ({names(chr(34), ('resource_tags_user_team',))}) FROM STDIN WITH (FORMAT csv)",
-        f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?",
+        f'SELECT COUNT(*) FROM {t} WHERE "billing_period" = ?',
         *[sql for sql, _ in state_calls(pg_schema, "v2", rows=1)],
         "COMMIT",
     ]
@@ -131,7 +131,7 @@ def test_postgresql_drift_and_zero_file_period(pg: Any, pg_schema: str, tmp_path
         ("SELECT 1 FROM pg_namespace WHERE nspname = ?", [pg_schema]),
         ("BEGIN", []),
         (catalogue, [pg_schema, "cur_test"]),
-        (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
+        (f'DELETE FROM {t} WHERE "billing_period" = ?', ["2024-01"]),
         *state_calls(pg_schema, "v3", rows=0, files=0),
         ("COMMIT", []),
     ]
@@ -155,7 +155,7 @@ def test_postgresql_rejected_copy_rolls_back_after_the_delete(pg: Any, pg_schema
         pg.replace_period(load)
     statements = [sql.split(" (")[0] for sql in pg.statements]
     t = f'"{pg_schema}"."cur_test"'
-    assert statements[-3:] == [f"DELETE FROM {t} WHERE billing_period = ?", f"COPY {t}", "ROLLBACK"]
+    assert statements[-3:] == [f'DELETE FROM {t} WHERE "billing_period" = ?', f"COPY {t}", "ROLLBACK"]
 
 
 # ------------------------------------------------------------------------------------------------- SQLite
@@ -171,11 +171,11 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
         (('CREATE TABLE "ds"."cur_test" ("billing_period" TEXT, "identity_line_item_id" TEXT, '
          '"line_item_usage_account_id" TEXT, "line_item_unblended_cost" REAL, "line_item_usage_start_date" TIMESTAMP, '
          '"product_product_name" TEXT)'), []),
-        ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
+        ('DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?', ["2024-01"]),
         (f'INSERT INTO "ds"."cur_test" ({names(chr(34))}) SELECT "c_0", "c_1", "c_2", "c_3", "c_4", "c_5" FROM {stage}',
          []),
-        ('SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
-        ('CREATE INDEX "ds"."cur_test_billing_period_idx" ON "cur_test" (billing_period)', []),
+        ('SELECT COUNT(*) FROM "ds"."cur_test" WHERE "billing_period" = ?', ["2024-01"]),
+        ('CREATE INDEX "ds"."cur_test_billing_period_idx" ON "cur_test" ("billing_period")', []),
         *state_calls("ds", "v1", rows=1),
         ("COMMIT", []),
         (f"DROP TABLE IF EXISTS {stage}", []),  # after the transaction, success or not
@@ -183,10 +183,10 @@ def test_sqlite_first_import_and_drift(sqlite: Any, tmp_path: Path) -> None:
     assert [sql for sql, _ in replace(sqlite, loader, "2024-01", [tag_file(loader.root)], "v2")] == [
         "BEGIN",
         'ALTER TABLE "ds"."cur_test" ADD COLUMN "resource_tags_user_team" TEXT',  # SQLite: DDL is transactional
-        'DELETE FROM "ds"."cur_test" WHERE billing_period = ?',
+        'DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?',
         (f'INSERT INTO "ds"."cur_test" ({names(chr(34), ("resource_tags_user_team",))}) SELECT "c_0", "c_1", "c_2", '
         f'"c_3", "c_4", "c_5", "c_6" FROM {stage}'),
-        'SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?',
+        'SELECT COUNT(*) FROM "ds"."cur_test" WHERE "billing_period" = ?',
         *[sql for sql, _ in state_calls("ds", "v2", rows=1)],
         "COMMIT",
         f"DROP TABLE IF EXISTS {stage}",
@@ -210,9 +210,9 @@ def test_mariadb_ddl_runs_before_the_transaction(maria: Any, maria_dataset: str,
          "`line_item_unblended_cost` DOUBLE, `line_item_usage_start_date` DATETIME(6), `product_product_name` TEXT)"),
          []),
         ("BEGIN", []),
-        (f"DELETE FROM {t} WHERE billing_period = ?", ["2024-01"]),
+        (f"DELETE FROM {t} WHERE `billing_period` = ?", ["2024-01"]),
         (f"INSERT INTO {t} ({names('`')}) SELECT `c_0`, `c_1`, `c_2`, `c_3`, `c_4`, `c_5` FROM {stage}", []),
-        (f"SELECT COUNT(*) FROM {t} WHERE billing_period = ?", ["2024-01"]),
+        (f"SELECT COUNT(*) FROM {t} WHERE `billing_period` = ?", ["2024-01"]),
         *state_calls(maria_dataset, "v1", rows=1, quote="`"),
         ("COMMIT", []),
         (f"DROP TABLE IF EXISTS {stage}", []),
@@ -220,7 +220,7 @@ def test_mariadb_ddl_runs_before_the_transaction(maria: Any, maria_dataset: str,
     assert [sql for sql, _ in replace(maria, loader, "2024-01", [tag_file(loader.root)], "v2")][:3] == [
         f"ALTER TABLE {t} ADD COLUMN `resource_tags_user_team` TEXT",
         "BEGIN",
-        f"DELETE FROM {t} WHERE billing_period = ?",
+        f"DELETE FROM {t} WHERE `billing_period` = ?",
     ]
 
 

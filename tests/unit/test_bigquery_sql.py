@@ -183,11 +183,11 @@ def test_first_import_through_load_jobs(tmp_path: Path) -> None:
             ("product_product_name", "STRING"), ("billing_period_date", "DATE")],
          ("MONTH", "billing_period_date"), ["line_item_usage_account_id", "line_item_usage_start_date"], False),
         ("BEGIN TRANSACTION", []),
-        (f"[session] DELETE FROM {T} WHERE billing_period = ?", ["2024-01"]),
+        (f"[session] DELETE FROM {T} WHERE `billing_period` = ?", ["2024-01"]),
         (f"[session] INSERT INTO {T} ({NAMES}, `billing_period_date`) SELECT {NAMES}, ? FROM {stage_t}",
          [date(2024, 1, 1)]),
         # the envelope's reconciliation: the session's transaction sees its own rows
-        (f"[session] SELECT COUNT(*) FROM {T} WHERE billing_period = ?", ["2024-01"]),
+        (f"[session] SELECT COUNT(*) FROM {T} WHERE `billing_period` = ?", ["2024-01"]),
         *STATE_CALLS,
         ("[session] COMMIT TRANSACTION", []),
         ("tables.delete", "_finops_stage_cur_test"),
@@ -258,7 +258,7 @@ def test_load_data_from_s3_with_the_aws_connection(tmp_path: Path) -> None:
     calls = sent(backend)
     stage_t = "`proj`.`ds_finops_staging`.`_finops_stage_cur_test_<id>`"
     assert calls[0] == (
-        (f"LOAD DATA INTO {stage_t} (c_0 STRING, c_1 STRING, c_2 STRING, c_3 STRING, c_4 STRING) FROM FILES "
+        (f"LOAD DATA INTO {stage_t} (`c_0` STRING, `c_1` STRING, `c_2` STRING, `c_3` STRING, `c_4` STRING) FROM FILES "
         "(format = 'CSV', skip_leading_rows = 1, allow_quoted_newlines = true, "
         "uris = ['s3://billing-bucket/cur/2024-01/part-1.csv.gz', 's3://billing-bucket/cur/2024-01/part-2.csv.gz']) "
         "WITH CONNECTION `proj.aws-us-east-1.s3-billing`"), [])
@@ -267,8 +267,8 @@ def test_load_data_from_s3_with_the_aws_connection(tmp_path: Path) -> None:
     assert insert == (
         (f"[session] INSERT INTO {T} (`identity_line_item_id`, `line_item_usage_account_id`, "
         "`line_item_unblended_cost`, `line_item_usage_start_date`, `product_product_name`, `billing_period`, "
-        "`billing_period_date`) SELECT c_0, c_1, CAST(NULLIF(TRIM(c_2), '') AS FLOAT64), "
-        f"CAST(NULLIF(TRIM(c_3), '') AS TIMESTAMP), c_4, ?, ? FROM {stage_t}"), ["2024-01", date(2024, 1, 1)])
+        "`billing_period_date`) SELECT `c_0`, `c_1`, CAST(NULLIF(TRIM(`c_2`), '') AS FLOAT64), "
+        f"CAST(NULLIF(TRIM(`c_3`), '') AS TIMESTAMP), `c_4`, ?, ? FROM {stage_t}"), ["2024-01", date(2024, 1, 1)])
     assert calls[-1] == ("tables.delete", "_finops_stage_cur_test")
 
 

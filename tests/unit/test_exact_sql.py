@@ -142,7 +142,7 @@ DUCKDB_INSERT = f'INSERT INTO "ds"."cur_test" BY NAME {DUCKDB_SELECT}'
 #: the source side of the reconciliation: DuckDB aggregates the very SELECT it inserts
 DUCKDB_TALLY = f"SELECT COUNT(*) FROM ({DUCKDB_SELECT}) AS source"
 #: the table side, inside the transaction, before COMMIT
-RECONCILE = 'SELECT COUNT(*) FROM "ds"."cur_test" WHERE billing_period = ?'
+RECONCILE = 'SELECT COUNT(*) FROM "ds"."cur_test" WHERE "billing_period" = ?'
 
 
 @pytest.fixture()
@@ -171,7 +171,7 @@ def test_duckdb_first_import_creates_inside_the_transaction(duckdb: Any, duck_lo
         ("BEGIN TRANSACTION", []),
         (CATALOGUE, [DS, "cur_test"]),
         (DUCKDB_CREATE, []),
-        ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
+        ('DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?', ["2024-01"]),
         (DUCKDB_TALLY, ["2024-01", "<root>/a.csv"]),
         (DUCKDB_INSERT, ["2024-01", "<root>/a.csv"]),
         (RECONCILE, ["2024-01"]),
@@ -193,7 +193,7 @@ def test_duckdb_drift_adds_the_column_inside_the_transaction(duckdb: Any, duck_l
         "BEGIN TRANSACTION",
         CATALOGUE,
         'ALTER TABLE "ds"."cur_test" ADD COLUMN "resource_tags_user_team" VARCHAR',
-        'DELETE FROM "ds"."cur_test" WHERE billing_period = ?',
+        'DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?',
         tally,
         insert,
         RECONCILE,
@@ -205,7 +205,7 @@ def test_duckdb_drift_adds_the_column_inside_the_transaction(duckdb: Any, duck_l
 def test_duckdb_compressed_file_is_scanned_from_arrow_batches(duckdb: Any, duck_loader: Loader) -> None:
     key = write_csv_gz(duck_loader.root, "a.csv.gz", [line(1, "1")])
     calls = replace(duckdb, duck_loader, "2024-01", [key], "v1")
-    assert calls[5] == ('INSERT INTO "ds"."cur_test" BY NAME SELECT * FROM _finops_batches', [])
+    assert calls[5] == ('INSERT INTO "ds"."cur_test" BY NAME SELECT * FROM "_finops_batches"', [])
 
 
 def test_duckdb_zero_file_period_deletes_and_records(duckdb: Any, duck_loader: Loader) -> None:
@@ -214,7 +214,7 @@ def test_duckdb_zero_file_period_deletes_and_records(duckdb: Any, duck_loader: L
         ("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", [DS]),
         ("BEGIN TRANSACTION", []),
         (CATALOGUE, [DS, "cur_test"]),
-        ('DELETE FROM "ds"."cur_test" WHERE billing_period = ?', ["2024-01"]),
+        ('DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?', ["2024-01"]),
         *state_calls(DS, "v2", rows=0, files=0),
         ("COMMIT", []),
     ]
@@ -257,6 +257,6 @@ def test_duckdb_failed_insert_rolls_back_after_the_delete(duckdb: Any, duck_load
         replace(duckdb, duck_loader, "2024-01", [bad], "v2")
     statements = duckdb.statements
     # the tally counts rows only (no cost reconciled here: DuckDB casts nothing it does not need); the insert fails
-    assert statements[-3:] == ['DELETE FROM "ds"."cur_test" WHERE billing_period = ?', DUCKDB_TALLY, DUCKDB_INSERT]
+    assert statements[-3:] == ['DELETE FROM "ds"."cur_test" WHERE "billing_period" = ?', DUCKDB_TALLY, DUCKDB_INSERT]
     assert "COMMIT" not in statements  # rolled back on the driver (not through execute): the DELETE is undone
     assert duckdb.execute('SELECT identity_line_item_id FROM "ds"."cur_test"').rows == [("li-1",)]

@@ -34,6 +34,7 @@ from core.backends.bigquery.client import BigQueryClient, NotFoundError
 from core.backends.bigquery.config import BigQueryConfig
 from core.backends.bigquery.load import StageSwap
 from core.backends.sqlengine import Result, SqlBackend
+from core.backends.sqlengine.backend import INTERNAL_PREFIX, PERIOD_COLUMN
 from core.backends.sqlengine.state import SqlStateManager
 from core.errors import DestinationError, FinOpsError, LoadError
 
@@ -145,15 +146,17 @@ class BigQueryBackend(SqlBackend):
         return {name: type_name for name, type_name in rows if name != PARTITION_COLUMN}
 
     def table_names(self, dataset: str) -> list[str]:
+        """As the shared catalogue: base tables with a ``billing_period`` column (no view), ours excepted."""
         try:
             rows = self.execute(
-                f"SELECT DISTINCT table_name FROM {self.information_schema(dataset, 'COLUMNS')} "
-                "WHERE column_name = ? AND table_name <> ? ORDER BY table_name",
-                ["billing_period", STATE_TABLE], what=f"listing the tables of {dataset}",
+                f"SELECT c.table_name FROM {self.information_schema(dataset, 'COLUMNS')} AS c "
+                f"JOIN {self.information_schema(dataset, 'TABLES')} AS t ON t.table_name = c.table_name "
+                "WHERE c.column_name = ? AND t.table_type = ?",
+                [PERIOD_COLUMN, "BASE TABLE"], what=f"listing the tables of {dataset}",
             ).rows
         except NotFoundError:
             return []
-        return [table for (table,) in rows]
+        return sorted(table for (table,) in rows if not table.startswith(INTERNAL_PREFIX))
 
     # -- tables (DDL cannot run in the transaction: it runs just before) -------------------------------------
     def prepare_table(
@@ -282,7 +285,7 @@ class BigQueryBackend(SqlBackend):
         select = ", ".join(self.quote(n) for n in columns)
         job = self.client.query(
             f"SELECT {select} FROM {self.qualified(dataset, table)} WHERE {self.quote(PARTITION_COLUMN)} = ? "
-            "AND billing_period = ?", [period_date(billing_period), billing_period],
+            f"AND {self.quote(PERIOD_COLUMN)} = ?", [period_date(billing_period), billing_period],
             what=f"reading {table} {billing_period}")
 
         def batches() -> Any:

@@ -231,7 +231,7 @@ def load_data_sql(backend: BigQueryBackend, staging: str, plans: list[FilePlan],
     first = plans[0].file
     uris = ", ".join(exp.Literal.string(store.uri(p.file.key)).sql(dialect="bigquery") for p in plans)
     if first.format == "csv":
-        body = ", ".join(f"c_{i} STRING" for i in range(len(first.columns)))
+        body = ", ".join(f"{backend.quote(f'c_{i}')} STRING" for i in range(len(first.columns)))
         options = f"format = 'CSV', skip_leading_rows = 1, allow_quoted_newlines = true, uris = [{uris}]"
         return f"LOAD DATA INTO {staging} ({body}) FROM FILES ({options}) WITH CONNECTION {backend.connection_sql()}", []
     options = f"format = 'PARQUET', uris = [{uris}]"
@@ -247,7 +247,7 @@ def select_exprs(backend: BigQueryBackend, plan: FilePlan) -> tuple[dict[str, st
     position = {c.name: i for i, c in enumerate(plan.file.columns)}
     for spec in plan.columns:
         if plan.file.format == "csv":
-            col = f"c_{position[spec.source]}"
+            col = backend.quote(f"c_{position[spec.source]}")
             if spec.kind == "string":
                 expr = col
             elif spec.kind == "json":

@@ -241,5 +241,5 @@ class DuckDBBackend(SqlBackend):
 
     def read_period(self, dataset: str, table: str, billing_period: str) -> pa.RecordBatchReader:
         cursor = self.connection.cursor()
-        sql = f"SELECT * FROM {self.qualified(dataset, table)} WHERE billing_period = ?"
+        sql = f"SELECT * FROM {self.qualified(dataset, table)} WHERE {self.quote('billing_period')} = ?"
         return cursor.execute(sql, [billing_period]).fetch_record_batch(64 * 1024)

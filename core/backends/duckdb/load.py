@@ -66,7 +66,8 @@ class EngineScan(LoadStrategy):
 
         backend.connection.register("_finops_batches", pa.RecordBatchReader.from_batches(batches.schema, watched()))
         try:
-            return backend.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _finops_batches", what=what).rows
+            return backend.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {backend.quote('_finops_batches')}",
+                                   what=what).rows
         except LoadError:
             if failure:
                 raise failure[0] from None

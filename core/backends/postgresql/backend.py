@@ -79,7 +79,7 @@ class PostgreSQLBackend(SqlBackend):
 
     def index_sql(self, dataset: str, table: str) -> str | None:
         index = self.quote(self.column(f"{table}_billing_period_idx"))
-        return f"CREATE INDEX {index} ON {self.qualified(dataset, table)} (billing_period)"
+        return f"CREATE INDEX {index} ON {self.qualified(dataset, table)} ({self.quote('billing_period')})"
 
     def check_details(self) -> dict[str, Any]:
         return {"user": self.execute("SELECT current_user").rows[0][0]}
@@ -121,7 +121,8 @@ class PostgreSQLBackend(SqlBackend):
         spool = tempfile.TemporaryFile(dir=self.data_dir if self.data_dir.is_dir() else None)
         with self.client.connection.cursor() as cursor:
             select = cursor.mogrify(  # the driver binds the value; COPY itself takes no parameters
-                f"SELECT {', '.join(parts)} FROM {self.qualified(dataset, table)} WHERE billing_period = %s",
+                f"SELECT {', '.join(parts)} FROM {self.qualified(dataset, table)} "
+                f"WHERE {self.quote('billing_period')} = %s",
                 [billing_period],
             ).decode()
             cursor.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER false)", spool)

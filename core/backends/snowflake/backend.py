@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.backends.base import Capabilities, DataReader, SourceFile
+from core.backends.base import STATE_TABLE, Capabilities, DataReader, SourceFile
 from core.backends.snowflake.client import SnowflakeClient
 from core.backends.snowflake.config import SnowflakeConfig
 from core.backends.snowflake.load import SnowflakeStage, aws_credentials, literal
@@ -50,6 +50,7 @@ class SnowflakeBackend(SqlBackend):
         self.capabilities = NATIVE if config.native_s3 else STREAMED
         self.client = SnowflakeClient(config)
         self._endpoint_warned = False
+        self._layout_checked: set[str] = set()
 
     # -- engine primitives ----------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -77,30 +78,37 @@ class SnowflakeBackend(SqlBackend):
 
         return SnowflakeDataReader(store, self)
 
-    # -- catalogue: Snowflake stores names upper case (QUOTED_IDENTIFIERS_IGNORE_CASE, see the client); ours
-    # are snake_case, so names are compared without case and reported in lower case
-    def schema_exists(self, dataset: str) -> bool:
-        sql = "SELECT 1 FROM information_schema.schemata WHERE UPPER(schema_name) = UPPER(?)"
-        return bool(self.execute(sql, [dataset]).rows)
+    # -- catalogue: the shared one (names quoted, stored and compared as written); only a schema an earlier
+    # release wrote (every name upper case) is refused, before anything is created next to it
+    def ensure_schema(self, dataset: str) -> None:
+        self.refuse_upper_case_layout(dataset)
+        super().ensure_schema(dataset)
 
-    def table_columns(self, dataset: str, table: str) -> dict[str, str]:
+    def open_dataset(self, dataset: str, *, create: bool = True) -> bool:
+        self.refuse_upper_case_layout(dataset)
+        return super().open_dataset(dataset, create=create)
+
+    def refuse_upper_case_layout(self, dataset: str) -> None:
+        """Releases before 0.3 ran with ``QUOTED_IDENTIFIERS_IGNORE_CASE`` on, so Snowflake stored every name
+        upper case (``AWS_BILLING._FINOPS_LOAD_STATE``, ``CUR2_DAILY.LINE_ITEM_UNBLENDED_COST``). Names are now
+        stored as written; importing next to such a schema would load every period again into a second set of
+        tables. Checked once per dataset.
+
+        Raises:
+            ConfigError: the upper-case state table exists; docs/BACKENDS.md has the renaming script.
+        """
+        if dataset in self._layout_checked:
+            return
         rows = self.execute(
-            "SELECT LOWER(column_name), data_type FROM information_schema.columns "
-            "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?) ORDER BY ordinal_position",
-            [dataset, table],
-        ).rows
-        return {name: type_name for name, type_name in rows}
-
-    def table_names(self, dataset: str) -> list[str]:
-        from core.backends.base import STATE_TABLE
-        from core.backends.snowflake.load import STAGE_PREFIX
-
-        rows = self.execute(
-            "SELECT LOWER(table_name) FROM information_schema.columns WHERE UPPER(table_schema) = UPPER(?) "
-            "AND UPPER(column_name) = UPPER(?) AND UPPER(table_name) <> UPPER(?) ORDER BY 1",
-            [dataset, "billing_period", STATE_TABLE],
-        ).rows
-        return [t for (t,) in rows if not t.startswith(STAGE_PREFIX)]
+            "SELECT table_schema FROM information_schema.tables WHERE table_schema IN (?, ?) AND table_name = ?",
+            [dataset, dataset.upper(), STATE_TABLE.upper()], what=f"looking for an upper-case {dataset}").rows
+        if rows:
+            raise ConfigError(
+                f"The Snowflake schema {rows[0][0]} holds {STATE_TABLE.upper()}: it was written by a release that "
+                "stored every name upper case; names are now stored as written (lower case).",
+                hint="Rename its schema, tables and columns once with the script in docs/BACKENDS.md "
+                     "(Snowflake: upgrading an upper-case schema), then import again.")
+        self._layout_checked.add(dataset)
 
     def check_details(self) -> dict[str, Any]:
         """Who we are and where, then whether the stage or storage integration can be read (``LIST``, or a
@@ -211,7 +219,8 @@ class SnowflakeBackend(SqlBackend):
             if self.kind_of(type_name) == "json":
                 col = f"TO_JSON({col})"
             parts.append(f"{col} AS {self.quote(name)}")
-        sql = f"SELECT {', '.join(parts)} FROM {self.qualified(dataset, table)} WHERE billing_period = ?"
+        period = self.quote("billing_period")
+        sql = f"SELECT {', '.join(parts)} FROM {self.qualified(dataset, table)} WHERE {period} = ?"
         what = f"reading {dataset}.{table} {billing_period}"
         try:
             with self.client.connection.cursor() as cursor:

@@ -59,10 +59,11 @@ class SnowflakeClient:
         params: dict[str, Any] = {
             "account": c.account or (c.host or "").split(".")[0], "user": c.user, "paramstyle": "qmark",
             "application": "open-finops", "login_timeout": 30, "network_timeout": 300,
-            # instants are stored as TIMESTAMP_TZ; UTC keeps what a session prints unambiguous. Quoted names are
-            # case-insensitive (stored upper case, as unquoted ones): the shared SQL names billing_period unquoted,
-            # and users query AWS_BILLING.CUR2_DAILY.LINE_ITEM_UNBLENDED_COST without quotes
-            "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "open-finops", "QUOTED_IDENTIFIERS_IGNORE_CASE": True},
+            # instants are stored as TIMESTAMP_TZ; UTC keeps what a session prints unambiguous. Every name we send
+            # is quoted and stored as written (billing_period, BilledCost): case-insensitive quoted names are
+            # switched off explicitly, as an account or user default of TRUE would upper-case them all
+            "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "open-finops",
+                                   "QUOTED_IDENTIFIERS_IGNORE_CASE": False},
         }
         for key in ("role", "warehouse", "database", "host", "port", "protocol", "authenticator"):
             value = getattr(c, key)

@@ -106,11 +106,11 @@ class GenericSQLBackend(SqlBackend):
     def index_sql(self, dataset: str, table: str) -> str | None:
         """Where the syntax is known: SQLite names the index in the schema, PostgreSQL the table; MySQL cannot
         index TEXT without a prefix length."""
-        name = self.column(f"{table}_billing_period_idx")
+        name, period = self.column(f"{table}_billing_period_idx"), self.quote("billing_period")
         if self.dialect == "sqlite":
-            return f"CREATE INDEX {self.qualified(dataset, name)} ON {self.quote(table)} (billing_period)"
+            return f"CREATE INDEX {self.qualified(dataset, name)} ON {self.quote(table)} ({period})"
         if self.dialect == "postgres":
-            return f"CREATE INDEX {self.quote(name)} ON {self.qualified(dataset, table)} (billing_period)"
+            return f"CREATE INDEX {self.quote(name)} ON {self.qualified(dataset, table)} ({period})"
         return None
 
     def state_executor(self, dataset: str) -> Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]:
@@ -153,7 +153,7 @@ class GenericSQLBackend(SqlBackend):
         types = {name: arrow.get(self.kind_of(type_name), pa.string()) for name, type_name in declared.items()}
         schema = pa.schema(list(types.items()))
         select = ", ".join(self.quote(n) for n in types)
-        sql = f"SELECT {select} FROM {self.qualified(dataset, table)} WHERE billing_period = :period"
+        sql = f"SELECT {select} FROM {self.qualified(dataset, table)} WHERE {self.quote('billing_period')} = :period"
 
         def column(values: tuple[Any, ...], data_type: pa.DataType) -> pa.Array:
             if data_type != pa.string():

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 PROBE_SCHEMA = "_finops_check"
 #: tables of ours beside the export tables (load state, restatements): never listed or copied as exports
 INTERNAL_PREFIX = "_finops_"
+#: the column every export table has: the billing period as ``'YYYY-MM'`` text
+PERIOD_COLUMN = "billing_period"
 PROBE_TABLE = "_finops_check_probe"
 
 
@@ -131,13 +133,15 @@ class SqlBackend(DatabaseBackend):
         return {name: type_name for name, type_name in rows}
 
     def table_names(self, dataset: str) -> list[str]:
-        """Export tables in ``dataset``: those with a ``billing_period`` column, the state table excepted."""
+        """Export tables in ``dataset``, names as stored: base tables with a ``billing_period`` column — never a
+        view, even one that has the column (the FOCUS views) — ours (``_finops_…``) excepted."""
         rows = self.execute(
-            "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? "
-            "AND table_name <> ? ORDER BY table_name",
-            [dataset, "billing_period", STATE_TABLE],
+            "SELECT c.table_name FROM information_schema.columns AS c JOIN information_schema.tables AS t "
+            "ON t.table_catalog = c.table_catalog AND t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            "WHERE c.table_schema = ? AND c.column_name = ? AND t.table_type = ?",
+            [dataset, PERIOD_COLUMN, "BASE TABLE"],
         ).rows
-        return [table for (table,) in rows if not table.startswith(INTERNAL_PREFIX)]
+        return sorted(table for (table,) in rows if not table.startswith(INTERNAL_PREFIX))
 
     # -- state ----------------------------------------------------------------------------------------------
     def state_manager(self, dataset: str) -> SqlStateManager:
@@ -184,7 +188,8 @@ class SqlBackend(DatabaseBackend):
                         columns, created = self.prepare_table(load.dataset, load.table, kinds, index=False)
                     audit = load.replaces is not None and not created
                     before = changes.snapshot(self, load) if audit else None
-                    self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ?",
+                    self.execute(f"DELETE FROM {self.qualified(load.dataset, load.table)} "
+                                 f"WHERE {self.quote(PERIOD_COLUMN)} = ?",
                                  [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
                     rows = strategy.insert(self, load, kinds, columns, staged) if load.files else 0
                     self.reconcile(load, rows)
@@ -220,7 +225,7 @@ class SqlBackend(DatabaseBackend):
         summed = [c for c in facts.sums if self.column(c) in columns]
         sums = "".join(f", SUM({self.quote(self.column(c))})" for c in summed)
         row = self.execute(f"SELECT COUNT(*){sums} FROM {self.qualified(load.dataset, load.table)} "
-                           "WHERE billing_period = ?", [load.billing_period],
+                           f"WHERE {self.quote(PERIOD_COLUMN)} = ?", [load.billing_period],
                            what=f"reconciling {load.table} {load.billing_period}").rows[0]
         problems = [] if int(row[0]) == facts.rows == inserted else [
             f"rows: source {facts.rows:,}, inserted {inserted:,}, table {int(row[0]):,}"]
@@ -243,7 +248,8 @@ class SqlBackend(DatabaseBackend):
         if column and load.files and self.column(column) in self.table_columns(load.dataset, load.table):
             invoice = self.quote(self.column(column))
             rows = self.execute(
-                f"SELECT DISTINCT {invoice} FROM {self.qualified(load.dataset, load.table)} WHERE billing_period = ? "
+                f"SELECT DISTINCT {invoice} FROM {self.qualified(load.dataset, load.table)} "
+                f"WHERE {self.quote(PERIOD_COLUMN)} = ? "
                 f"AND {invoice} IS NOT NULL AND {invoice} <> ''", [load.billing_period],
                 what=f"reading the invoices of {load.table} {load.billing_period}").rows
             ids = sorted(str(i) for (i,) in rows)
@@ -295,9 +301,10 @@ class SqlBackend(DatabaseBackend):
     def summarise(self, dataset: str, table: str, *, cost_column: str | None = None) -> ExportTable:
         has_cost = cost_column is not None and self.column(cost_column) in self.table_columns(dataset, table)
         cost = f"SUM({self.quote(self.column(cost_column))})" if has_cost else "NULL"  # type: ignore[arg-type]
+        period = self.quote(PERIOD_COLUMN)
         rows = self.execute(
-            f"SELECT billing_period, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
-            "GROUP BY billing_period ORDER BY billing_period", what=f"summarising {dataset}.{table}"
+            f"SELECT {period}, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
+            f"GROUP BY {period} ORDER BY {period}", what=f"summarising {dataset}.{table}"
         ).rows
         return ExportTable(dataset, table, [PeriodSummary(p, int(n), None if c is None else float(c))
                                             for p, n, c in rows])

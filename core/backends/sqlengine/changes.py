@@ -50,7 +50,7 @@ def snapshot(backend: SqlBackend, load: PeriodLoad) -> Snapshot | None:
     cost = backend.quote(backend.column(load.change_cost))
     rows = backend.execute(
         f"SELECT {keys}, SUM({cost}), COUNT(*) FROM {backend.qualified(load.dataset, load.table)} "
-        f"WHERE billing_period = ? GROUP BY {keys}", [load.billing_period],
+        f"WHERE {backend.quote('billing_period')} = ? GROUP BY {keys}", [load.billing_period],
         what=f"summing {load.table} {load.billing_period} by {', '.join(load.change_keys)}",
     ).rows
     width = len(load.change_keys)
