@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -96,7 +96,7 @@ def copy_exports(
     destination_dataset: str,
     export_name: str | None = None,
     vendor: str = "aws",
-    cost_column: str | None = None,
+    cost_column: str | Sequence[str] | None = None,
     lock_timeout: float = 900.0,
 ) -> CopyReport:
     """Copy every export table (or one) with its load state; see the module docstring.
@@ -148,7 +148,7 @@ def _copy_table(
     src_current: dict[str, LoadRecord],
     vendor: str,
     dst_state: LoadStateTracker,
-    cost_column: str | None,
+    cost_column: str | Sequence[str] | None,
 ) -> list[CopyOutcome]:
     columns = source.table_columns(source_dataset, table.table)
     kinds = {name: source.kind_of(type_name) for name, type_name in columns.items()}

@@ -32,6 +32,17 @@ Status = Literal["loaded", "skipped", "failed", "planned"]
 
 
 @dataclass(frozen=True)
+class Reconciliation:
+    """A period's own vendor columns: the sums reconciled before COMMIT, the invoice column (``final`` vs
+    ``estimated``; None: the period's status stays unknown) and what a restatement is broken down by."""
+
+    sum_columns: tuple[str, ...] = ()
+    invoice_column: str | None = None
+    change_keys: tuple[str, ...] = ()
+    change_cost: str | None = None
+
+
+@dataclass(frozen=True)
 class PeriodSource:
     """One billing period of one export as its vendor found it."""
 
@@ -46,6 +57,8 @@ class PeriodSource:
     plan: Callable[[SourceFile], FilePlan] = field(compare=False, repr=False)
     #: where the export lives; one export name found in two places is refused, never loaded into one table
     origin: str = ""
+    #: this period's columns to reconcile, invoice and change keys (None: the run-wide ones of :class:`Ingest`)
+    checks: Reconciliation | None = field(default=None, compare=False)
 
 
 class ProgressListener:
@@ -260,10 +273,12 @@ class Ingest:
                                 table=table, files=len(period.data_keys), bytes=size)
         try:
             plans = [period.plan(reader.describe(key, size=file_sizes.get(key, 0))) for key in period.data_keys]
+            checks = period.checks or Reconciliation(self.sum_columns, self.invoice_column, self.change_keys,
+                                                     self.change_cost)
             load = PeriodLoad(
                 dataset=self.dataset, table=table, billing_period=period.billing_period, files=plans,
-                record=record, reader=reader, sum_columns=self.sum_columns, invoice_column=self.invoice_column,
-                change_keys=self.change_keys, change_cost=self.change_cost, replaces=replaces,
+                record=record, reader=reader, sum_columns=checks.sum_columns, invoice_column=checks.invoice_column,
+                change_keys=checks.change_keys, change_cost=checks.change_cost, replaces=replaces,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             )
             outcome.rows = self.backend.replace_period(load)

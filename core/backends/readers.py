@@ -223,7 +223,8 @@ class Boto3DataReader(DataReader):
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.string() for name in names},
                     include_columns=wanted,
-                    null_values=[""],  # only an empty field is NULL: "NA", "N/A", "null" are real CUR values
+                    # only an empty field is NULL: "NA", "N/A", "null" are real CUR values (FOCUS: also "NULL")
+                    null_values=["", *plan.null_values],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),

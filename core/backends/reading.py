@@ -50,6 +50,9 @@ class FilePlan:
     columns: tuple[ColumnSpec, ...]
     #: constant text columns added to every row (``billing_period``)
     constants: tuple[tuple[str, str], ...] = ()
+    #: CSV texts read as NULL besides the empty field (a FOCUS CSV's literal ``NULL``); a plan with any is read by
+    #: the Arrow reader, which every engine's own CSV path defers to for it
+    null_values: tuple[str, ...] = ()
 
     def target_kinds(self) -> dict[str, ColumnKind]:
         kinds: dict[str, ColumnKind] = {c.target: c.kind for c in self.columns}

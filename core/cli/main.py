@@ -159,7 +159,7 @@ def db_copy(
     from core.cli.common import backend_overrides
     from core.config import Config
     from core.copy import copy_exports
-    from vendors.aws.columns import COST_COLUMN  # the tables copied are AWS exports
+    from vendors.aws.columns import COST_COLUMNS  # the tables copied are AWS exports (CUR or FOCUS)
 
     src_name, dst_name = canonical_name(source), canonical_name(destination)
     database: dict[str, Any] = {src_name: backend_overrides(src_name, database_config, "--from-config")}
@@ -176,7 +176,7 @@ def db_copy(
         source_dataset=src.dataset(cfg.aws.dataset_name),
         destination_dataset=dst.dataset(cfg.aws.dataset_name),
         export_name=export_name or cfg.aws.export_name,
-        cost_column=COST_COLUMN,
+        cost_column=COST_COLUMNS,
         lock_timeout=cfg.project.lock_timeout,
     )
     if json_out:

@@ -10,9 +10,10 @@ import typer
 from core.cli import output
 from core.cli.common import BackendOpt, ConfigOpt, DbConfigOpt, DebugOpt, JsonOpt, VerboseOpt, guarded, load_config
 from core.errors import FinOpsError
-from vendors.aws.columns import COST_COLUMN
+from vendors.aws.columns import COST_COLUMN, COST_COLUMNS
 
-app = typer.Typer(help="AWS Cost and Usage Reports (CUR v1 and CUR 2.0 / Data Exports).", no_args_is_help=True)
+app = typer.Typer(help="AWS Cost and Usage Reports (CUR v1, CUR 2.0) and Data Exports' FOCUS 1.0 / 1.2 exports.",
+                  no_args_is_help=True)
 
 BucketOpt = Annotated[str | None, typer.Option("--bucket", help="S3 bucket holding the exports.", show_default=False)]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="Key prefix in front of the export folders.", show_default=False)]
@@ -20,7 +21,9 @@ ExportOpt = Annotated[
     str | None, typer.Option("--export-name", help="Only this export (default: every export found).", show_default=False)
 ]
 VersionOpt = Annotated[
-    str | None, typer.Option("--cur-version", help="v1 or v2 (default: detected per export).", show_default=False)
+    str | None,
+    typer.Option("--cur-version", help="Folder layout, v1 or v2 (default: detected per export; a FOCUS export has "
+                                       "v2's).", show_default=False)
 ]
 SourceDirOpt = Annotated[
     Path | None,
@@ -44,6 +47,8 @@ def _aws(bucket: str | None = None, prefix: str | None = None, export_name: str 
 IMPORT_HELP = """Import every billing period whose current manifest version is not loaded yet.
 
 Each period is replaced atomically in its export's table; a failed period is recorded as failed and the others still load (exit code 1 at the end).
+
+The kind of each export is detected from its manifest and columns, with no flag: CUR v1, CUR 2.0 (snake_case columns such as line_item_unblended_cost), or a Data Exports FOCUS 1.0 / 1.2 export, whose table keeps the FOCUS names as spelt (BilledCost, x_ServiceCode). The kind is recorded in the load state (data_format_version) and shown by list-exports.
 
 \b
 Examples:
@@ -93,7 +98,7 @@ def import_cur(
         if not dry_run and report.outcomes:
             try:  # a courtesy: the import is done, and its exit code must not depend on this read
                 with db:
-                    _print_tables(db.list_tables(dataset_for(cfg, db), cost_column=COST_COLUMN))
+                    _print_tables(db.list_tables(dataset_for(cfg, db), cost_column=COST_COLUMNS))
             except FinOpsError as exc:
                 output.stderr.print(f"[yellow]Could not read the summary back:[/yellow] {exc.message}")
     for failure in report.failed:
@@ -118,17 +123,31 @@ def _print_report(report: Any) -> None:
         output.stdout.print(f"Still estimated (no invoice yet): {', '.join(estimates)}")
 
 
-def _print_tables(tables: list[Any]) -> None:
+def _print_tables(tables: list[Any], kinds: dict[str, str] | None = None) -> None:
+    """Rows and cost per period: CUR's unblended cost, FOCUS's BilledCost (``kinds``: table → export kind)."""
     rows = [
-        [t.table, p.billing_period, output.fmt_int(p.rows), output.fmt_cost(p.cost)]
+        [t.table, *([kinds.get(t.table, "")] if kinds is not None else []), p.billing_period,
+         output.fmt_int(p.rows), output.fmt_cost(p.cost)]
         for t in tables
         for p in t.periods
     ]
     if rows:
-        output.stdout.print(
-            output.table("In the database", ["table", "period", "rows", "unblended cost"], rows,
-                         justify_right={"rows", "unblended cost"})
-        )
+        header = ["table", *(["kind"] if kinds is not None else []), "period", "rows", "cost (unblended / billed)"]
+        output.stdout.print(output.table("In the database", header, rows,
+                                         justify_right={"rows", "cost (unblended / billed)"}))
+
+
+def table_kinds(db: Any, dataset: str) -> dict[str, str]:
+    """Export table → its kind (``v1``, ``v2``, ``focus-1.0``, ``focus-1.2``) as the state recorded it for the
+    latest current period (several kinds over time are joined: ``focus-1.0,focus-1.2``)."""
+    from vendors.aws.pipeline import read_state
+
+    by_table: dict[str, dict[str, str]] = {}
+    for record in read_state(db, dataset):
+        if record.is_current and record.status == "completed":
+            by_table.setdefault(db.table_name(record.export_name), {})[record.billing_period] = \
+                record.data_format_version
+    return {table: ",".join(sorted(set(periods.values()))) for table, periods in by_table.items()}
 
 
 @app.command("list-manifests")
@@ -147,7 +166,8 @@ def list_manifests(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """What the source holds: period, version id, file count, and whether that version is loaded."""
+    """What the source holds: period, kind (v1, v2, focus-1.0, focus-1.2), version id, file count, and whether that
+    version is loaded."""
     from core.backends.factory import create_backend
     from vendors.aws.pipeline import dataset_for, open_store, read_state, scan_source
 
@@ -159,7 +179,8 @@ def list_manifests(
     loaded = {(r.export_name, r.billing_period): r.version_id for r in read_state(db, dataset_for(cfg, db))
               if r.is_current and r.status == "completed"}
     items = [
-        {"export_name": m.export_name, "cur_version": m.cur_version, "billing_period": m.billing_period,
+        {"export_name": m.export_name, "cur_version": m.cur_version, "kind": m.kind or m.cur_version,
+         "billing_period": m.billing_period,
          "version_id": m.version_id, "files": len(m.data_keys), "manifest_key": m.manifest_key,
          "loaded": loaded.get((m.export_name, m.billing_period)) == m.version_id}
         for m in scan.manifests
@@ -171,8 +192,8 @@ def list_manifests(
     else:
         output.stdout.print(output.table(
             f"Manifests in {store.describe()}",
-            ["export", "cur", "period", "version", "files", "loaded"],
-            [[i["export_name"], i["cur_version"], i["billing_period"], i["version_id"], i["files"],
+            ["export", "kind", "period", "version", "files", "loaded"],
+            [[i["export_name"], i["kind"], i["billing_period"], i["version_id"], i["files"],
               "yes" if i["loaded"] else "no"] for i in items],
             justify_right={"files"},
         ))
@@ -246,24 +267,33 @@ def list_exports(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Export tables in the database, with their billing periods, row counts and cost sums."""
+    """Export tables in the database, with their kind (v1, v2, focus-1.0, focus-1.2), billing periods, row counts and
+    cost sums (CUR: line_item_unblended_cost; FOCUS: BilledCost)."""
     from core.backends.factory import create_backend
     from vendors.aws.pipeline import dataset_for
 
     cfg = load_config(config, backend=backend, database_config=database_config)
     db = create_backend(cfg.database)
+    dataset = dataset_for(cfg, db)
     with db:
-        tables = db.list_tables(dataset_for(cfg, db), cost_column=COST_COLUMN)
+        tables = db.list_tables(dataset, cost_column=COST_COLUMNS)
+    kinds = table_kinds(db, dataset)
     if json_out:
-        output.emit_json({"exports": [
-            {"dataset": t.dataset, "table": t.table,
-             "periods": [{"billing_period": p.billing_period, "rows": p.rows, "unblended_cost": p.cost}
-                         for p in t.periods]} for t in tables]})
+        exports = []
+        for t in tables:
+            kind = kinds.get(t.table) or None
+            cost_column = COST_COLUMNS[1] if kind and kind.startswith("focus") else COST_COLUMN
+            exports.append({
+                "dataset": t.dataset, "table": t.table, "kind": kind, "cost_column": cost_column,
+                "periods": [{"billing_period": p.billing_period, "rows": p.rows, "cost": p.cost,
+                             "unblended_cost": p.cost if cost_column == COST_COLUMN else None}
+                            for p in t.periods]})
+        output.emit_json({"exports": exports})
         return
-    _print_tables(tables)
+    _print_tables(tables, kinds)
 
 
-VERIFY_HELP = """Re-read the source of every loaded period and compare it with the database: rows, cost sums, and the unblended cost per usage account and product code.
+VERIFY_HELP = """Re-read the source of every loaded period and compare it with the database: rows, cost sums, and the unblended cost per usage account and product code (a FOCUS export: BilledCost, EffectiveCost, ListCost, ContractedCost, and BilledCost per SubAccountId and ServiceName).
 
 The files are read again independently of the import path (the Arrow reader, summed as it streams); the table side is summed by the database. Exit 0 when every period matches, 1 otherwise. Data-quality findings (duplicated line items, several currencies, split cost allocation rows, one payer in two exports) are reported; they do not fail it.
 
@@ -314,9 +344,9 @@ def verify(
     else:
         output.stdout.print(output.table(
             "Verification: the source re-read against the database",
-            ["export", "period", "status", "rows (source / table)", "unblended cost (source / table)"],
-            [[c.export_name, c.billing_period, c.status, _pair(c, "rows"), _pair(c, COST_COLUMN)] for c in checks],
-            justify_right={"rows (source / table)", "unblended cost (source / table)"},
+            ["export", "period", "status", "rows (source / table)", "cost (source / table)"],
+            [[c.export_name, c.billing_period, c.status, _pair(c, "rows"), _pair(c, _cost_of(c))] for c in checks],
+            justify_right={"rows (source / table)", "cost (source / table)"},
         ))
         for check in checks:
             for line in check.differences:
@@ -327,6 +357,12 @@ def verify(
             output.stderr.print(f"[red]malformed[/red] {problem.manifest_key}: {problem.error.message}")
     if failed:
         raise typer.Exit(1)
+
+
+def _cost_of(check: Any) -> str:
+    """The cost a period's check shows: CUR's unblended cost, FOCUS's BilledCost."""
+    sums = check.source.sums if check.source is not None else {}
+    return next((c for c in COST_COLUMNS if c in sums), COST_COLUMN)
 
 
 def _pair(check: Any, figure: str) -> str:
@@ -350,7 +386,8 @@ def show_changes(
     debug: DebugOpt = False,
 ) -> None:
     """What each restatement changed: the unblended cost per usage account, product code and line item type of the
-    version replaced and of the version that replaced it (recorded by the import, in the same transaction)."""
+    version replaced and of the version that replaced it (recorded by the import, in the same transaction). For a
+    FOCUS export: BilledCost per SubAccountId, ServiceName and ChargeCategory."""
     from core.backends.factory import create_backend
     from core.backends.sqlengine.changes import read
     from core.config import normalise_period

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from core.backends.base import ColumnKind, ColumnSpec, SourceFile
+from core.ingest import Reconciliation
 
 #: the cost column summed per period (``list-exports``, the verification of ``db copy``)
 COST_COLUMN = "line_item_unblended_cost"
@@ -22,6 +23,10 @@ CHANGE_KEYS = ("line_item_usage_account_id", "line_item_product_code", "line_ite
 #: AWS fills it once the month is invoiced (CUR v1 ``bill/InvoiceId``): the period is then final
 INVOICE_COLUMN = "bill_invoice_id"
 RECONCILED_COLUMNS = ("line_item_unblended_cost", "line_item_net_unblended_cost", "pricing_public_on_demand_cost")
+#: what every CUR period (v1 and 2.0) reconciles and records
+CUR_CHECKS = Reconciliation(RECONCILED_COLUMNS, INVOICE_COLUMN, CHANGE_KEYS, COST_COLUMN)
+#: the cost a table's summary sums, whichever kind of export it holds: CUR's, else FOCUS's (``BilledCost``)
+COST_COLUMNS = (COST_COLUMN, "BilledCost")
 
 RESERVED = ("billing_period",)
 

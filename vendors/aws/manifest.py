@@ -32,6 +32,7 @@ from typing import Any, Literal
 from core.errors import ConfigError, LoadError, ManifestError
 from core.storage import ObjectStore, key_problem
 from core.storage import short_repr as _short
+from vendors.aws.focus.native import export_kind
 
 # AWS writes manifests of a few hundred kilobytes: anything this big fails its period, not the process's memory.
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
@@ -74,6 +75,9 @@ class BillingManifest:
     compression: str | None
     #: the folder the export lives in (``<parent>/<export>/…``): one export name under two parents is two exports
     parent: str = ""
+    #: ``v1``, ``v2``, ``focus-1.0`` or ``focus-1.2`` (:func:`vendors.aws.focus.native.export_kind`); None until
+    #: a CUR 2.0 layout that lists no columns is decided by its data
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,10 +140,12 @@ def parse_manifest(raw: bytes, *, key: str, store: ObjectStore, export_name: str
 
     data_keys = _data_keys(doc, key, store, _FILES_FIELD[cur_version])
     fmt, compression = _format_and_compression(doc, data_keys)
+    columns = _columns(doc.get("columns"), key, cur_version)
     return BillingManifest(
         export_name=export_name, cur_version=cur_version, billing_period=billing_period,
         version_id=version_id.strip(), manifest_key=key, data_keys=data_keys,
-        columns=_columns(doc.get("columns"), key, cur_version), format_hint=fmt, compression=compression,
+        columns=columns, format_hint=fmt, compression=compression,
+        kind=export_kind(cur_version, (c.name for c in columns)),
     )
 
 

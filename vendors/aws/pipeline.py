@@ -9,23 +9,26 @@ scan or as Arrow record batches — never a Python object per row.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from core.backends.base import FilePlan, LoadRecord, SourceFile
-from core.errors import ConfigError, LoadError
+from core.errors import ConfigError, LoadError, ManifestError
 from core.ingest import ImportReport, Ingest, PeriodOutcome, PeriodSource, ProgressListener
 from core.ingest import read_state as _read_state
 from core.storage import LocalStore, ObjectStore, S3Store
 from vendors.aws.columns import (
     CHANGE_KEYS,
     COST_COLUMN,
+    CUR_CHECKS,
     INVOICE_COLUMN,
     RECONCILED_COLUMNS,
     column_specs,
     normalise_name,
 )
-from vendors.aws.manifest import BillingManifest, ManifestScan, discover_exports, find_manifests
+from vendors.aws.focus import native
+from vendors.aws.manifest import BillingManifest, ManifestProblem, ManifestScan, discover_exports, find_manifests
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.backends.base import DatabaseBackend
@@ -68,7 +71,7 @@ def scan_source(config: Config, store: ObjectStore) -> ManifestScan:
     Raises:
         ConfigError: an explicitly named export exists nowhere under the prefix.
     """
-    scan = _scan(config, store)
+    scan = _one_kind_per_export(_decide_kinds(_scan(config, store), store))
     where = f"{store.describe()}/{config.aws.prefix}".rstrip("/")
     log.info("Found %d manifest(s) and %d problem(s) in %s", len(scan.manifests), len(scan.problems), where)
     return scan
@@ -91,6 +94,50 @@ def _scan(config: Config, store: ObjectStore) -> ManifestScan:
         scan.manifests.extend(more.manifests)
         scan.problems.extend(more.problems)
     scan.manifests.sort(key=lambda m: (m.export_name, m.billing_period))
+    return scan
+
+
+def _decide_kinds(scan: ManifestScan, store: ObjectStore) -> ManifestScan:
+    """A CUR 2.0 layout whose manifest lists no columns is CUR 2.0 or FOCUS by its first data file's columns."""
+    if all(m.kind is not None for m in scan.manifests):
+        return scan
+    from core.backends.readers import Boto3DataReader  # pyarrow: only when a header must be read
+
+    reader = Boto3DataReader(store)
+    decided = []
+    for manifest in scan.manifests:
+        if manifest.kind is None:
+            names: list[str] = []
+            if manifest.data_keys:
+                try:
+                    names = [c.name for c in reader.describe(manifest.data_keys[0]).columns]
+                except (LoadError, OSError) as exc:  # the load reads the same file and fails the period by name
+                    log.debug("Could not read the columns of %s: %s", manifest.data_keys[0], exc)
+            manifest = replace(manifest, kind=native.focus_version(names) or manifest.cur_version)
+        decided.append(manifest)
+    scan.manifests = decided
+    return scan
+
+
+def _one_kind_per_export(scan: ManifestScan) -> ManifestScan:
+    """An export whose periods are CUR and FOCUS at once (a FOCUS export created under a CUR export's name) is
+    refused: one table cannot hold both namings."""
+    families: dict[tuple[str, str], set[bool]] = {}
+    for manifest in scan.manifests:
+        families.setdefault((manifest.parent, manifest.export_name), set()).add(native.is_focus(manifest.kind))
+    mixed = {key for key, seen in families.items() if len(seen) > 1}
+    if not mixed:
+        return scan
+    keep = []
+    for manifest in scan.manifests:
+        if (manifest.parent, manifest.export_name) not in mixed:
+            keep.append(manifest)
+            continue
+        error = ManifestError(manifest.manifest_key, f"export {manifest.export_name!r} holds both CUR and FOCUS "
+                                                     f"periods (this one is {manifest.kind}); it is not imported")
+        scan.problems.append(ManifestProblem(manifest.export_name, manifest.billing_period, manifest.manifest_key,
+                                             error))
+    scan.manifests = keep
     return scan
 
 
@@ -139,23 +186,30 @@ def run_aws_pipeline(
 
 def period_source(manifest: BillingManifest, store: ObjectStore) -> PeriodSource:
     """One manifest as the vendor-neutral loop sees it: its files, its version, and how to plan each file."""
+    kind = manifest.kind or manifest.cur_version
     return PeriodSource(
         export_name=manifest.export_name, billing_period=manifest.billing_period, version_id=manifest.version_id,
-        data_format_version=manifest.cur_version, location=store.uri(manifest.manifest_key),
+        data_format_version=kind, location=store.uri(manifest.manifest_key),
         data_keys=tuple(manifest.data_keys), plan=partial(_plan_file, manifest),
         origin=store.uri(f"{manifest.parent}/{manifest.export_name}".lstrip("/")),
+        checks=native.CHECKS.get(kind, CUR_CHECKS),
     )
 
 
 def _plan_file(manifest: BillingManifest, source: SourceFile) -> FilePlan:
-    """CUR naming and typing of one file, with the period as a constant ``billing_period`` column.
+    """CUR naming and typing of one file (FOCUS: the names kept, see :mod:`vendors.aws.focus.native`), with the
+    period as a constant ``billing_period`` column.
 
     Raises:
         LoadError: the file's columns are not the ones its manifest lists.
     """
     check_columns(manifest, source)
     manifest_types = {column.source_name: column.type for column in manifest.columns}
-    return FilePlan(source, column_specs(source, manifest_types), (("billing_period", manifest.billing_period),))
+    constants = (("billing_period", manifest.billing_period),)
+    if native.is_focus(manifest.kind):
+        nulls = native.FOCUS_NULL_TEXTS if source.format == "csv" else ()
+        return FilePlan(source, native.column_specs(source, manifest_types), constants, null_values=nulls)
+    return FilePlan(source, column_specs(source, manifest_types), constants)
 
 
 def check_columns(manifest: BillingManifest, source: SourceFile) -> None:

@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 #: the sums compared, where the export has the column
 COST_COLUMNS = RECONCILED_COLUMNS
 ACCOUNT, PRODUCT = "line_item_usage_account_id", "line_item_product_code"
+#: (sums, account, product, cost) a period is verified by: CUR's unless the period brings its own (FOCUS:
+#: BilledCost… per SubAccountId / ServiceName)
+Figures = tuple[tuple[str, ...], str, str, str]
+CUR_FIGURES: Figures = (COST_COLUMNS, ACCOUNT, PRODUCT, COST_COLUMNS[0])
+
+
+def figures_of(period: PeriodSource) -> Figures:
+    """The period's own reconciled columns and change keys (its first two: account, product), else CUR's."""
+    checks = period.checks
+    if checks is None or len(checks.change_keys) < 2 or not checks.change_cost:
+        return CUR_FIGURES
+    return checks.sum_columns, checks.change_keys[0], checks.change_keys[1], checks.change_cost
 REL_TOL, ABS_TOL = 1e-9, 1e-6
 
 
@@ -78,38 +90,41 @@ def read_source(store: ObjectStore, period: PeriodSource) -> Side:
     for key in period.data_keys:
         plan: FilePlan = period.plan(reader.describe(key))
         for batch in reader.batches(plan):
-            _add_batch(side, batch)
+            _add_batch(side, batch, figures_of(period))
     return side
 
 
-def _add_batch(side: Side, batch: pa.RecordBatch) -> None:
+def _add_batch(side: Side, batch: pa.RecordBatch, figures: Figures = CUR_FIGURES) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    sum_columns, account, product, cost_column = figures
     side.rows += batch.num_rows
     names = set(batch.schema.names)
-    for column in COST_COLUMNS:
+    for column in sum_columns:
         if column in names:
             total = pc.sum(batch.column(column)).as_py()
             side.sums[column] = side.sums.get(column, 0.0) + (total or 0.0)
-    if {ACCOUNT, PRODUCT, COST_COLUMNS[0]} <= names and batch.num_rows:
-        grouped = pa.Table.from_batches([batch]).group_by([ACCOUNT, PRODUCT]).aggregate([(COST_COLUMNS[0], "sum")])
+    if {account, product, cost_column} <= names and batch.num_rows:
+        grouped = pa.Table.from_batches([batch]).group_by([account, product]).aggregate([(cost_column, "sum")])
         for account, product, cost in zip(*(grouped.column(i).to_pylist() for i in range(3)), strict=True):
             key = f"{account or ''}/{product or ''}"
             side.by_key[key] = side.by_key.get(key, 0.0) + (cost or 0.0)
 
 
-def read_table(backend: SqlBackend, dataset: str, table: str, billing_period: str) -> Side:
+def read_table(backend: SqlBackend, dataset: str, table: str, billing_period: str,
+               figures: Figures = CUR_FIGURES) -> Side:
     """The same figures, aggregated by the engine over what the table holds for the period."""
+    sum_columns, *keys = figures
     columns = backend.table_columns(dataset, table)
-    present = [c for c in COST_COLUMNS if backend.column(c) in columns]
+    present = [c for c in sum_columns if backend.column(c) in columns]
     q, target = backend.quote, backend.qualified(dataset, table)
     sums = ", ".join(f"SUM({q(backend.column(c))})" for c in present)
     row = backend.execute(f"SELECT COUNT(*){', ' + sums if sums else ''} FROM {target} WHERE billing_period = ?",
                           [billing_period], what=f"summing {table} {billing_period}").rows[0]
     side = Side(rows=int(row[0]), sums={c: float(v or 0.0) for c, v in zip(present, row[1:], strict=True)})
-    if all(backend.column(c) in columns for c in (ACCOUNT, PRODUCT, COST_COLUMNS[0])):
-        account, product, cost = (q(backend.column(c)) for c in (ACCOUNT, PRODUCT, COST_COLUMNS[0]))
+    if all(backend.column(c) in columns for c in keys):
+        account, product, cost = (q(backend.column(c)) for c in keys)
         rows = backend.execute(
             f"SELECT {account}, {product}, SUM({cost}) FROM {target} WHERE billing_period = ? GROUP BY {account}, "
             f"{product}", [billing_period], what=f"summing {table} {billing_period} by account and product",
@@ -129,7 +144,7 @@ def compare(source: Side, table: Side) -> list[str]:
     keys = set(source.by_key) | set(table.by_key)
     wrong = sorted(k for k in keys if not _close(source.by_key.get(k, 0.0), table.by_key.get(k, 0.0)))
     for key in wrong[:20]:
-        differences.append(f"{COST_COLUMNS[0]} of account/product {key}: source {source.by_key.get(key)}, "
+        differences.append(f"cost of account/product {key}: source {source.by_key.get(key)}, "
                            f"table {table.by_key.get(key)}")
     if len(wrong) > 20:
         differences.append(f"… and {len(wrong) - 20} more account/product pairs")
@@ -204,7 +219,7 @@ def verify(
         table = backend.table_name(period.export_name)
         try:
             check.source = read_source(store, period)
-            check.table = read_table(backend, dataset, table, period.billing_period)
+            check.table = read_table(backend, dataset, table, period.billing_period, figures_of(period))
             check.findings = findings(backend, dataset, table, period.billing_period)
             for payer in payers(backend, dataset, table, period.billing_period):
                 payer_exports[(payer, period.billing_period)].add(period.export_name)

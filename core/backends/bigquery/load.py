@@ -52,7 +52,8 @@ class OmniReader(Boto3DataReader):
     need a literal read), which go through the Arrow path."""
 
     def native(self, plan: FilePlan) -> bool:
-        return plan.file.compression in (None, "gzip") and not self.store.needs_literal_read(plan.file.key)
+        return (plan.file.compression in (None, "gzip") and not self.store.needs_literal_read(plan.file.key)
+                and not plan.null_values)
 
 
 @dataclass

@@ -39,7 +39,7 @@ class DuckDBDataReader(DataReader):
             backend.enable_s3(store)
 
     def native(self, plan: FilePlan) -> bool:
-        return self._native(plan.file.compression, plan.file.key)
+        return self._native(plan.file.compression, plan.file.key) and not plan.null_values
 
     def _native(self, compression: str | None, key: str) -> bool:
         return compression is None and not self.store.needs_literal_read(key)

@@ -188,7 +188,8 @@ class SnowflakeStage(LoadStrategy):
             for index, plan in enumerate(load.files):
                 name = backend.column(f"{STAGE_PREFIX}{load.table}_{index}")
                 tables.append(backend.qualified(load.dataset, name))
-                native = isinstance(load.reader, SnowflakeDataReader) and load.reader.native(plan.file)
+                native = (isinstance(load.reader, SnowflakeDataReader) and load.reader.native(plan.file)
+                          and not plan.null_values)
                 item = (self._copy(backend, load, plan, tables[-1]) if native
                         else self._bind(backend, load, plan, tables[-1]))
                 staged.append(item)

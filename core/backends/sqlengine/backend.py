@@ -298,9 +298,13 @@ class SqlBackend(DatabaseBackend):
             self.execute(sql, what=f"indexing {dataset}.{table}")
 
     # -- reading back ---------------------------------------------------------------------------------------
-    def summarise(self, dataset: str, table: str, *, cost_column: str | None = None) -> ExportTable:
-        has_cost = cost_column is not None and self.column(cost_column) in self.table_columns(dataset, table)
-        cost = f"SUM({self.quote(self.column(cost_column))})" if has_cost else "NULL"  # type: ignore[arg-type]
+    def summarise(self, dataset: str, table: str, *, cost_column: str | Sequence[str] | None = None) -> ExportTable:
+        """Rows and cost per period; ``cost_column`` may name several (CUR's and FOCUS's): the first the table has
+        is summed."""
+        stored = self.table_columns(dataset, table) if cost_column else {}
+        candidates = (cost_column,) if isinstance(cost_column, str) else tuple(cost_column or ())
+        chosen = next((c for c in candidates if self.column(c) in stored), None)
+        cost = f"SUM({self.quote(self.column(chosen))})" if chosen else "NULL"
         period = self.quote(PERIOD_COLUMN)
         rows = self.execute(
             f"SELECT {period}, COUNT(*), {cost} FROM {self.qualified(dataset, table)} "
@@ -309,7 +313,7 @@ class SqlBackend(DatabaseBackend):
         return ExportTable(dataset, table, [PeriodSummary(p, int(n), None if c is None else float(c))
                                             for p, n, c in rows])
 
-    def list_tables(self, dataset: str, *, cost_column: str | None = None) -> list[ExportTable]:
+    def list_tables(self, dataset: str, *, cost_column: str | Sequence[str] | None = None) -> list[ExportTable]:
         if not self.open_dataset(dataset, create=False):
             return []
         return [self.summarise(dataset, table, cost_column=cost_column) for table in self.table_names(dataset)]
