@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
-from core.backends.base import DatabaseBackend, FilePlan, LoadRecord, PeriodLoad
+from core.backends.base import ColumnSpec, DatabaseBackend, FilePlan, LoadRecord, PeriodLoad, SourceFile
 from core.errors import LoadError
 from core.state import LoadStateTracker
 from core.storage import LocalStore
@@ -85,12 +85,22 @@ def line(i: int, cost: str, account: str = "001234567890", start: str = "2024-01
     return [f"li-{i}", account, cost, start, f"product {i}"]
 
 
-class Loader:
-    """Drives a backend the way ``vendors.aws.pipeline`` does, minus manifests and S3."""
+def as_named(source: SourceFile, manifest_types: Mapping[str, str]) -> tuple[ColumnSpec, ...]:
+    """Every column under its own name, typed as the file types it: how a native FOCUS export is planned
+    (``BilledCost``, ``x_ServiceCode`` kept as the spec spells them; maps as JSON)."""
+    return tuple(ColumnSpec(c.name, c.name, "json" if c.kind == "map" else c.kind, c.kind)  # type: ignore[arg-type]
+                 for c in source.columns)
 
-    def __init__(self, backend: DatabaseBackend, root: Path, dataset: str, table: str = "cur_test") -> None:
+
+class Loader:
+    """Drives a backend the way ``vendors.aws.pipeline`` does, minus manifests and S3. ``columns`` plans a file's
+    columns (CUR's snake_case by default; :func:`as_named` for names kept as written)."""
+
+    def __init__(self, backend: DatabaseBackend, root: Path, dataset: str, table: str = "cur_test",
+                 columns: Callable[[SourceFile, Mapping[str, str]], tuple[ColumnSpec, ...]] = column_specs) -> None:
         self.backend, self.root, self.dataset, self.table = backend, root, dataset, table
         self.export = table.replace("_", "-")
+        self.columns = columns
 
     @property
     def tracker(self) -> LoadStateTracker:
@@ -101,16 +111,18 @@ class Loader:
         plans = []
         for key in keys:
             source = reader.describe(key)
-            plans.append(FilePlan(source, column_specs(source, manifest_types or {}), (("billing_period", period),)))
+            plans.append(FilePlan(source, self.columns(source, manifest_types or {}), (("billing_period", period),)))
         return plans
 
     def period_load(self, period: str, keys: Sequence[str], record: LoadRecord,
-                    manifest_types: Mapping[str, str] | None = None, seen: list[tuple[str, int]] | None = None) -> PeriodLoad:
+                    manifest_types: Mapping[str, str] | None = None, seen: list[tuple[str, int]] | None = None,
+                    sum_columns: tuple[str, ...] = ()) -> PeriodLoad:
         return PeriodLoad(
             dataset=self.dataset, table=self.table, billing_period=period,
             files=self.plans(period, keys, manifest_types), record=record,
             reader=self.backend.data_reader(LocalStore(self.root)),
             on_file_done=(lambda source, n: seen.append((source.key, n))) if seen is not None else None,
+            sum_columns=sum_columns,
         )
 
     def begin(self, period: str, keys: Sequence[str], version: str = "v1") -> LoadRecord:
@@ -120,12 +132,14 @@ class Loader:
                                         file_count=len(keys)))
 
     def load(
-        self, period: str, keys: Sequence[str], version: str = "v1", manifest_types: Mapping[str, str] | None = None
+        self, period: str, keys: Sequence[str], version: str = "v1", manifest_types: Mapping[str, str] | None = None,
+        sum_columns: tuple[str, ...] = (),
     ) -> tuple[int, LoadRecord, list[tuple[str, int]]]:
-        """Returns the rows, the record as the state table now holds it, and the (key, rows) of each file done."""
+        """Returns the rows, the record as the state table now holds it, and the (key, rows) of each file done
+        (``sum_columns``: reconciled against the source before COMMIT)."""
         record = self.begin(period, keys, version)
         seen: list[tuple[str, int]] = []
-        rows = self.backend.replace_period(self.period_load(period, keys, record, manifest_types, seen))
+        rows = self.backend.replace_period(self.period_load(period, keys, record, manifest_types, seen, sum_columns))
         assert record.status == "running"  # complete() stores a copy: the caller's record is the attempt as it was
         stored = next(r for r in self.history(period) if r.version_id == version)
         return rows, stored, seen
@@ -406,6 +420,7 @@ BIGQUERY = BackendTarget(
         "test_new_column_is_added": (KeyError, _BQ_DRIFT),
         "test_header_only_file_empties_the_period": (AssertionError, _BQ_DRIFT),
         "test_failure_while_marking_state_rolls_back_data": (AssertionError, _BQ_DRIFT),
+        "test_mixed_case_column_of_a_later_period_widens_the_table": (AssertionError, _BQ_DRIFT),
         "test_readers_see_the_old_version_until_commit": (
             AssertionError,
             ("bqemulator runs the jobs of every session on one DuckDB connection: a reader outside the session "

@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from tests.integration.backend_targets import (
     BackendTarget,
     Loader,
     Made,
+    as_named,
     line,
     write_corrupt_gz,
     write_csv_gz,
@@ -80,18 +81,25 @@ def loader(made: Made, tmp_path: Path) -> Loader:
     return Loader(made.backend, root, made.dataset)
 
 
-def select(loader: Loader, columns: str, order: str = "identity_line_item_id", table: str | None = None,
-           where: str = "", params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Rows of the loader's table through the backend's own ``execute`` (``?`` binds, the engine's quoting)."""
+def names(columns: str | Sequence[str]) -> list[str]:
+    return [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
+
+
+def select(loader: Loader, columns: str | Sequence[str], order: str | Sequence[str] = "identity_line_item_id",
+           table: str | None = None, period: str | None = None) -> list[tuple[Any, ...]]:
+    """Rows of the loader's table through the backend's own ``execute``: every name quoted by the engine (as
+    stored, case and all), the period bound with ``?``."""
     backend = loader.backend
     backend.open_dataset(loader.dataset)  # SQLite: the dataset's file is attached on this connection
+    q = backend.quote
     target = backend.qualified(loader.dataset, table or loader.table)
-    return backend.execute(f"SELECT {columns} FROM {target} {where} ORDER BY {order}", params or []).rows
+    where = f"WHERE {q('billing_period')} = ? " if period is not None else ""
+    return backend.execute(f"SELECT {', '.join(map(q, names(columns)))} FROM {target} {where}"
+                           f"ORDER BY {', '.join(map(q, names(order)))}", [] if period is None else [period]).rows
 
 
 def period_rows(loader: Loader, period: str) -> list[tuple[Any, ...]]:
-    return select(loader, "identity_line_item_id, line_item_unblended_cost", where="WHERE billing_period = ?",
-                  params=[period])
+    return select(loader, "identity_line_item_id, line_item_unblended_cost", period=period)
 
 
 def expected_column(name: str, limit: int | None) -> str:
@@ -182,8 +190,7 @@ def test_long_column_names_are_shortened_stably(target: BackendTarget, loader: L
     stored_a, stored_b = (expected_column(n, target.identifier_limit) for n in (long_a, long_b))
     columns = [c for c in backend.table_columns(loader.dataset, loader.table) if c.startswith("resource_tags")]
     assert columns == [stored_a, stored_b]
-    q = backend.quote
-    assert select(loader, f"billing_period, {q(stored_a)}, {q(stored_b)}", order="billing_period") == [
+    assert select(loader, ["billing_period", stored_a, stored_b], order="billing_period") == [
         ("2024-01", "x", "y"), ("2024-02", "x", "y")]
 
 
@@ -257,16 +264,17 @@ def test_readers_see_the_old_version_until_commit(
     seen_by_reader: list[Any] = []
     original = SqlStateManager.mark_current
     table = made.backend.qualified(loader.dataset, loader.table)
+    query = f"SELECT {made.backend.quote('identity_line_item_id')} FROM {table} ORDER BY 1"
 
     def spy(self: SqlStateManager, record: LoadRecord) -> None:
-        seen_by_reader.append(made.other_session(f"SELECT identity_line_item_id FROM {table} ORDER BY 1"))
+        seen_by_reader.append(made.other_session(query))
         original(self, record)
 
     monkeypatch.setattr(SqlStateManager, "mark_current", spy)
     loader.load("2024-01", [write_csv_gz(loader.root, "v2.csv.gz", [line(2, "2"), line(3, "3")])], "v2")
     assert seen_by_reader == [[("li-1",)]]  # the old rows: not a gap, not a mix
     assert [r[0] for r in period_rows(loader, "2024-01")] == ["li-2", "li-3"]
-    assert made.other_session(f"SELECT identity_line_item_id FROM {table} ORDER BY 1") == [("li-2",), ("li-3",)]
+    assert made.other_session(query) == [("li-2",), ("li-3",)]
 
 
 # ------------------------------------------------------------------------------------------- empty periods
@@ -409,6 +417,85 @@ def test_table_columns(target: BackendTarget, loader: Loader, backend: Any) -> N
     assert backend.table_columns(loader.dataset, "no_such_table") == {}
 
 
+# ------------------------------------------------------------------------ names as written; views are no exports
+
+
+def focus_loader(made: Made, tmp_path: Path) -> Loader:
+    """A loader that keeps every column's name as the file writes it, as a native FOCUS export is loaded."""
+    root = tmp_path / "focus-bucket"
+    root.mkdir(exist_ok=True)
+    return Loader(made.backend, root, made.dataset, "focus_test", columns=as_named)
+
+
+def focus_file(loader: Loader, key: str, ids: list[str], costs: list[float], **extra: list[Any]) -> str:
+    """A Parquet file with FOCUS's mixed-case names: a double, a timestamp, text, a map (JSON) and ``Id``."""
+    count = len(ids)
+    return write_parquet(loader.root, key, pa.table({
+        "Id": ids,
+        "BilledCost": pa.array(costs, pa.float64()),
+        "ChargePeriodStart": pa.array([datetime(2024, 1, 1 + i, tzinfo=UTC) for i in range(count)],
+                                      pa.timestamp("us", "UTC")),
+        "x_ServiceCode": [f"AmazonEC2-{i}" for i in range(count)],
+        "Tags": pa.array([[("Team", "FinOps")], *([None] * (count - 1))], pa.map_(pa.string(), pa.string())),
+        **extra,
+    }))
+
+
+def test_mixed_case_names_are_stored_and_read_as_written(target: BackendTarget, made: Made, tmp_path: Path) -> None:
+    loader, backend = focus_loader(made, tmp_path), made.backend
+    key = focus_file(loader, "focus/2024-01.parquet", ["b", "a"], [2.5, 1.25])
+    rows, state, _ = loader.load("2024-01", [key], sum_columns=("BilledCost",))
+    assert (rows, state.source_row_count, json.loads(state.source_sums or "{}")) == (2, 2, {"BilledCost": 3.75})
+    t = target.types
+    columns = backend.table_columns(made.dataset, "focus_test")  # the engine's catalogue, names as stored
+    assert list(columns.items()) == [
+        ("billing_period", t["string"]), ("Id", t["string"]), ("BilledCost", t["double"]),
+        ("ChargePeriodStart", t["timestamp"]), ("x_ServiceCode", t["string"]), ("Tags", t["json"])]
+    values = select(loader, ["Id", "BilledCost", "ChargePeriodStart", "x_ServiceCode", "Tags"], order="Id",
+                    period="2024-01")
+    assert [v[:2] for v in values] == [("a", 1.25), ("b", 2.5)]
+    assert values[1][2] == target.stamp(datetime(2024, 1, 1, tzinfo=UTC)) and values[0][3] == "AmazonEC2-1"
+    tags = [v[4] if v[4] is None or isinstance(v[4], dict) else json.loads(v[4]) for v in values]
+    assert tags == [None, {"Team": "FinOps"}]
+    [summary] = backend.list_tables(made.dataset, cost_column="BilledCost")
+    assert summary.table == "focus_test"
+    assert [(p.billing_period, p.rows, p.cost) for p in summary.periods] == [("2024-01", 2, 3.75)]
+    # a dashboard's own session finds the column by its exact name too
+    q = backend.quote
+    assert made.other_session(f"SELECT {q('x_ServiceCode')} FROM {backend.qualified(made.dataset, 'focus_test')} "
+                              f"ORDER BY 1") == [("AmazonEC2-0",), ("AmazonEC2-1",)]
+
+
+def test_mixed_case_column_of_a_later_period_widens_the_table(target: BackendTarget, made: Made,
+                                                              tmp_path: Path) -> None:
+    loader, backend = focus_loader(made, tmp_path), made.backend
+    loader.load("2024-01", [focus_file(loader, "focus/2024-01.parquet", ["a"], [1.0])], sum_columns=("BilledCost",))
+    later = focus_file(loader, "focus/2024-02.parquet", ["b", "c"], [2.0, 0.5], x_Discounts=["10%", None])
+    assert loader.load("2024-02", [later], sum_columns=("BilledCost",))[0] == 2
+    columns = backend.table_columns(made.dataset, "focus_test")
+    assert "x_Discounts" in columns and columns["x_Discounts"] == target.types["string"]
+    assert [c for c in columns if c.lower() == "x_discounts"] == ["x_Discounts"]  # widened once, not twice
+    assert select(loader, ["billing_period", "Id", "x_Discounts"], order=["billing_period", "Id"]) == [
+        ("2024-01", "a", None), ("2024-02", "b", "10%"), ("2024-02", "c", None)]
+    [summary] = backend.list_tables(made.dataset, cost_column="BilledCost")
+    assert [(p.billing_period, p.rows, p.cost) for p in summary.periods] == [("2024-01", 1, 1.0), ("2024-02", 2, 2.5)]
+
+
+def test_views_are_never_export_tables(target: BackendTarget, loader: Loader, backend: Any) -> None:
+    """A view of the dataset that has a ``billing_period`` column (a FOCUS view) is not listed, copied or verified
+    as an export."""
+    loader.load("2024-01", [write_csv_gz(loader.root, "a.csv.gz", [line(1, "1"), line(2, "2")])])
+    q = backend.quote
+    view = backend.qualified(loader.dataset, "cur_test_focus")
+    backend.execute(f"CREATE VIEW {view} AS SELECT {q('billing_period')}, {q('line_item_unblended_cost')} AS "
+                    f"{q('BilledCost')} FROM {backend.qualified(loader.dataset, loader.table)}")
+    [(count, total)] = backend.execute(
+        f"SELECT COUNT(*), SUM({q('BilledCost')}) FROM {view} WHERE {q('billing_period')} = ?", ["2024-01"]).rows
+    assert (int(count), float(total)) == (2, 3.0)  # the view is there, and has the column
+    assert backend.table_names(loader.dataset) == [loader.table]
+    assert [t.table for t in backend.list_tables(loader.dataset, cost_column="BilledCost")] == [loader.table]
+
+
 # ------------------------------------------------------------------------------------------------- check
 
 
@@ -497,16 +584,16 @@ class _Lossy:
 
     def insert(self, backend: Any, load: Any, kinds: Any, columns: Any, staged: Any) -> int:
         rows = self.inner.insert(backend, load, kinds, columns, staged)
-        table = backend.qualified(load.dataset, load.table)
-        backend.execute(self.damage.format(t=table), ["li-2"])
+        q = backend.quote
+        backend.execute(self.damage.format(t=backend.qualified(load.dataset, load.table), id=q("identity_line_item_id"),
+                                           cost=q("line_item_unblended_cost")), ["li-2"])
         return rows
 
 
 @pytest.mark.parametrize(
     ("damage", "named"),
-    [("DELETE FROM {t} WHERE identity_line_item_id = ?", "rows: source 2, inserted 2, table 1"),
-     ("UPDATE {t} SET line_item_unblended_cost = line_item_unblended_cost + 0.5 WHERE identity_line_item_id = ?",
-      "line_item_unblended_cost: source 3.0, table 3.5")],
+    [("DELETE FROM {t} WHERE {id} = ?", "rows: source 2, inserted 2, table 1"),
+     ("UPDATE {t} SET {cost} = {cost} + 0.5 WHERE {id} = ?", "line_item_unblended_cost: source 3.0, table 3.5")],
     ids=["a-row-lost", "a-cost-changed"],
 )
 def test_a_period_that_does_not_reconcile_is_not_committed(
