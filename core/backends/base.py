@@ -183,6 +183,9 @@ class Capabilities:
     schemas: bool = True
     #: JSON arrives as text; the engine's JSON type accepts text in ``INSERT … SELECT`` only through a CAST
     json_text_needs_cast: bool = False
+    #: how a view is replaced: ``or_replace`` (``CREATE OR REPLACE VIEW``, columns may change), ``drop`` (no OR
+    #: REPLACE: SQLite), ``drop_cascade`` (OR REPLACE cannot change columns, and dependants block a DROP: PostgreSQL)
+    view_replace: Literal["or_replace", "drop", "drop_cascade"] = "or_replace"
 
     @property
     def transactional_ddl(self) -> bool:
@@ -358,6 +361,35 @@ class DatabaseBackend(ABC):
     @abstractmethod
     def table_columns(self, dataset: str, table: str) -> dict[str, str]:
         """Column name → engine type name, in table order; empty when the table does not exist."""
+
+    # -- views (FOCUS relations over the export tables) -----------------------------------------------------
+    #: the sqlglot dialect a query must be rendered in for this engine
+    dialect: str
+
+    @abstractmethod
+    def render(self, expression: Any) -> str:
+        """A sqlglot expression as this engine's SQL, every identifier quoted (mixed-case names kept)."""
+
+    @abstractmethod
+    def table_expression(self, dataset: str, table: str) -> Any:
+        """``dataset.table`` as a sqlglot ``Table``, fully qualified as the engine needs it in a view."""
+
+    @abstractmethod
+    def replace_views(self, dataset: str, views: Sequence[tuple[str, str]]) -> None:
+        """Create the (name, SELECT rendered for :attr:`dialect`) views in order, replacing existing ones;
+        atomically where the engine's DDL is transactional.
+
+        Raises:
+            LoadError: a view was refused by the engine.
+        """
+
+    @abstractmethod
+    def drop_view(self, dataset: str, name: str) -> None:
+        """Drop a view if it exists."""
+
+    @abstractmethod
+    def view_names(self, dataset: str) -> list[str]:
+        """The views in ``dataset`` (empty when it does not exist)."""
 
     # -- shared helpers -------------------------------------------------------------------------------------
     def dataset(self, default: str) -> str:

@@ -420,6 +420,8 @@ BIGQUERY = BackendTarget(
         "test_new_column_is_added": (KeyError, _BQ_DRIFT),
         "test_header_only_file_empties_the_period": (AssertionError, _BQ_DRIFT),
         "test_failure_while_marking_state_rolls_back_data": (AssertionError, _BQ_DRIFT),
+        # test_focus_views: the view is regenerated from table_columns, which misses April's new column here
+        "test_widened_table_regenerates_a_working_view": (AssertionError, _BQ_DRIFT),
         "test_mixed_case_column_of_a_later_period_widens_the_table": (AssertionError, _BQ_DRIFT),
         "test_readers_see_the_old_version_until_commit": (
             AssertionError,

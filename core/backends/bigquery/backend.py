@@ -158,6 +158,14 @@ class BigQueryBackend(SqlBackend):
             return []
         return sorted(table for (table,) in rows if not table.startswith(INTERNAL_PREFIX))
 
+    def view_names(self, dataset: str) -> list[str]:
+        """Through the tables API (a dataset's ``INFORMATION_SCHEMA.VIEWS`` costs a query job)."""
+        try:
+            tables = self.client.list_tables(dataset, what=f"listing the views of {dataset}")
+        except NotFoundError:
+            return []
+        return sorted(name for name, kind in tables if kind == "VIEW")
+
     # -- tables (DDL cannot run in the transaction: it runs just before) -------------------------------------
     def prepare_table(
         self, dataset: str, table: str, kinds: Mapping[str, ColumnKind], *, index: bool
@@ -216,7 +224,8 @@ class BigQueryBackend(SqlBackend):
             details["can_create_schema"] = True
         table = self.qualified(probe_dataset, f"_finops_check_probe_{_suffix()}")
         try:
-            self.execute(f"CREATE TABLE {table} (id INT64)", what=f"creating a table in {probe_dataset}")
+            self.execute(f"CREATE TABLE {table} ({self.quote('id')} INT64)",
+                         what=f"creating a table in {probe_dataset}")
             details["can_create_table"] = True
         finally:
             with suppress(FinOpsError):

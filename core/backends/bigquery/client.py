@@ -224,6 +224,12 @@ class BigQueryClient:
         with self.translated(what):
             return self.client.get_dataset(f"{self.project}.{dataset}", retry=self.retry())
 
+    def list_tables(self, dataset: str, *, what: str) -> list[tuple[str, str]]:
+        """(name, type: ``TABLE``, ``VIEW``, …) of every table of ``dataset`` (the tables API)."""
+        with self.translated(what):
+            return [(t.table_id, t.table_type) for t in
+                    self.client.list_tables(f"{self.project}.{dataset}", retry=self.retry())]
+
     def delete_dataset(self, dataset: str, *, what: str) -> None:
         with self.translated(what):
             self.client.delete_dataset(f"{self.project}.{dataset}", delete_contents=True, not_found_ok=True)

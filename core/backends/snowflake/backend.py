@@ -89,7 +89,7 @@ class SnowflakeBackend(SqlBackend):
         return super().open_dataset(dataset, create=create)
 
     def refuse_upper_case_layout(self, dataset: str) -> None:
-        """Releases before 0.3 ran with ``QUOTED_IDENTIFIERS_IGNORE_CASE`` on, so Snowflake stored every name
+        """Earlier releases ran with ``QUOTED_IDENTIFIERS_IGNORE_CASE`` on, so Snowflake stored every name
         upper case (``AWS_BILLING._FINOPS_LOAD_STATE``, ``CUR2_DAILY.LINE_ITEM_UNBLENDED_COST``). Names are now
         stored as written; importing next to such a schema would load every period again into a second set of
         tables. Checked once per dataset.
@@ -107,8 +107,14 @@ class SnowflakeBackend(SqlBackend):
                 f"The Snowflake schema {rows[0][0]} holds {STATE_TABLE.upper()}: it was written by a release that "
                 "stored every name upper case; names are now stored as written (lower case).",
                 hint="Rename its schema, tables and columns once with the script in docs/BACKENDS.md "
-                     "(Snowflake: upgrading an upper-case schema), then import again.")
+                     "(\"Upgrading an upper-case schema\"), then import again.")
         self._layout_checked.add(dataset)
+
+    def view_names(self, dataset: str) -> list[str]:
+        rows = self.execute(
+            "SELECT LOWER(table_name) FROM information_schema.views WHERE UPPER(table_schema) = UPPER(?) ORDER BY 1",
+            [dataset], what=f"listing the views of {dataset}").rows
+        return [name for (name,) in rows]
 
     def check_details(self) -> dict[str, Any]:
         """Who we are and where, then whether the stage or storage integration can be read (``LIST``, or a

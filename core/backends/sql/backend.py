@@ -103,6 +103,12 @@ class GenericSQLBackend(SqlBackend):
         return [t for t in names if t != STATE_TABLE and not t.startswith(INTERNAL_PREFIX)
                 and "billing_period" in self.table_columns(dataset, t)]
 
+    def view_names(self, dataset: str) -> list[str]:
+        """SQLAlchemy's inspector: SQLite keeps views in its ``sqlite_master``, not an ``information_schema``."""
+        if not self.open_dataset(dataset, create=False):
+            return []
+        return sorted(self.client.inspect(lambda inspector: inspector.get_view_names(schema=dataset)))
+
     def index_sql(self, dataset: str, table: str) -> str | None:
         """Where the syntax is known: SQLite names the index in the schema, PostgreSQL the table; MySQL cannot
         index TEXT without a prefix length."""

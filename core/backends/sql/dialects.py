@@ -18,8 +18,10 @@ SQLGLOT_DIALECTS = {
 }
 #: what each engine reached through SQLAlchemy can do; others get :data:`DEFAULT_CAPABILITIES`
 CAPABILITIES: dict[str, Capabilities] = {
-    "sqlite": Capabilities(schemas=False),  # a dataset is an attached database file, as dlt lays it out
-    "postgres": Capabilities(json_text_needs_cast=True),
+    # a dataset is an attached database file, as dlt lays it out; no CREATE OR REPLACE VIEW
+    "sqlite": Capabilities(schemas=False, view_replace="drop"),
+    # CREATE OR REPLACE VIEW cannot change a view's columns; a dependent view blocks a DROP without CASCADE
+    "postgres": Capabilities(json_text_needs_cast=True, view_replace="drop_cascade"),
     "mysql": Capabilities(ddl="implicit_commit"),  # MySQL and MariaDB commit the open transaction on DDL
     "oracle": Capabilities(ddl="implicit_commit"),
 }

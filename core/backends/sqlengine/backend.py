@@ -34,6 +34,7 @@ from core.backends.base import (
 from core.backends.conform import union_columns
 from core.backends.sqlengine import changes, names, types
 from core.backends.sqlengine.state import SqlStateManager
+from core.backends.sqlengine.views import ViewsMixin
 from core.errors import ConfigError, FinOpsError, LoadError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,7 @@ class Result:
     rowcount: int = -1
 
 
-class SqlBackend(DatabaseBackend):
+class SqlBackend(ViewsMixin, DatabaseBackend):
     """A SQL engine; see the module docstring for what an engine package provides."""
 
     #: sqlglot dialect: identifier quoting and type names
