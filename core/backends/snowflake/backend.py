@@ -110,12 +110,6 @@ class SnowflakeBackend(SqlBackend):
                      "(\"Upgrading an upper-case schema\"), then import again.")
         self._layout_checked.add(dataset)
 
-    def view_names(self, dataset: str) -> list[str]:
-        rows = self.execute(
-            "SELECT LOWER(table_name) FROM information_schema.views WHERE UPPER(table_schema) = UPPER(?) ORDER BY 1",
-            [dataset], what=f"listing the views of {dataset}").rows
-        return [name for (name,) in rows]
-
     def check_details(self) -> dict[str, Any]:
         """Who we are and where, then whether the stage or storage integration can be read (``LIST``, or a
         ``COPY … VALIDATION_MODE`` that loads nothing)."""

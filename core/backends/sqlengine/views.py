@@ -3,7 +3,7 @@ order, drop one, list them. What differs is data: ``capabilities.view_replace`` 
 ``capabilities.ddl`` (whether the replacement can be one transaction).
 
 Mixed into :class:`core.backends.sqlengine.SqlBackend`; an engine overrides :meth:`ViewsMixin.view_names` where
-its catalogue is not ``information_schema.tables``.
+its catalogue is not ``information_schema.views``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,6 @@ class ViewsMixin:
         """The views of ``dataset``, sorted; empty when it does not exist."""
         if not self.open_dataset(dataset, create=False):
             return []
-        rows = self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                            "AND table_type = 'VIEW' ORDER BY table_name", [dataset],
-                            what=f"listing the views of {dataset}").rows
+        rows = self.execute("SELECT table_name FROM information_schema.views WHERE table_schema = ? "
+                            "ORDER BY table_name", [dataset], what=f"listing the views of {dataset}").rows
         return [name for (name,) in rows]
