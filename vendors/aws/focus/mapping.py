@@ -17,23 +17,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.backends.sqlengine import sqlexpr, types
+from core.backends.sqlengine import sqlexpr
 from vendors.aws.focus.columns import FOCUS_COLUMNS, FOCUS_NAMES, X_COLUMNS
+from vendors.aws.focus.cur_source import (
+    CONSUMING_TYPES,
+    CREDIT_TYPES,
+    PURCHASE_TYPES,
+    USAGE_TYPES,
+    Source,
+    case,
+    coalesce,
+    lit,
+    num,
+    present,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlglot import exp
 
 __all__ = ["RULES", "Rule", "Source", "cur_focus_select"]
-
-# -- line item types (CUR ``line_item_line_item_type``) -------------------------------------------------------
-USAGE_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
-PURCHASE_TYPES = ("Fee", "RIFee", "SavingsPlanRecurringFee", "SavingsPlanUpfrontFee")
-#: discounts and credits: FOCUS ``Credit``
-CREDIT_TYPES = ("Credit", "EdpDiscount", "PrivateRateDiscount", "BundledDiscount", "Discount", "RiVolumeDiscount",
-                "SppDiscount", "DistributorDiscount")
-#: rows that consume something (ConsumedQuantity/Unit, ContractedUnitPrice)
-CONSUMING_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage")
-PREFIX_TAGS = "resource_tags_"
 
 #: ``line_item_product_code`` → (FOCUS ServiceCategory, ServiceSubcategory); others are ``Other`` / NULL
 SERVICES: dict[str, tuple[str, str | None]] = {
@@ -63,117 +65,6 @@ SERVICES: dict[str, tuple[str, str | None]] = {
 }
 
 
-class Source:
-    """One CUR table as the rules see it: its columns (name → engine type) and the dialect to build for."""
-
-    def __init__(self, columns: Mapping[str, str], dialect: str) -> None:
-        self.columns = dict(columns)
-        self.dialect = dialect
-
-    def kind(self, name: str) -> str | None:
-        type_name = self.columns.get(name)
-        return None if type_name is None else types.kind_of(type_name, self.dialect)
-
-    def has(self, name: str) -> bool:
-        return name in self.columns
-
-    def is_map(self, name: str) -> bool:
-        """A CUR 2.0 map column (``product``, ``resource_tags``): held in the engine's JSON type, which is text
-        where the engine has none (SQLite, MariaDB). CUR v1 never has a column of those bare names."""
-        return self.kind(name) in ("json", "string")
-
-    def col(self, name: str, kind: str = "string") -> exp.Expression:
-        """The column, CAST to ``kind`` where the table stores another kind, or a typed NULL when absent."""
-        from sqlglot import exp
-
-        stored = self.kind(name)
-        if stored is None:
-            return sqlexpr.typed_null(kind, self.dialect)
-        column = exp.column(name, quoted=True)
-        return column if stored == kind else sqlexpr.typed(column, kind, self.dialect)
-
-    def text(self, name: str) -> exp.Expression:
-        """A text column with ``''`` as NULL (CUR v1 CSVs write empty cells)."""
-        from sqlglot import exp
-
-        if not self.has(name):
-            return sqlexpr.typed_null("string", self.dialect)
-        return exp.Nullif(this=self.col(name), expression=exp.Literal.string(""))
-
-    def product(self, columns: str | tuple[str, ...], *keys: str) -> exp.Expression:
-        """A product attribute: its own column(s) where the table has them (CUR v1, CUR 2.0's top-level product
-        columns), then the first of ``keys`` in the CUR 2.0 ``product`` map that is set, else NULL."""
-        from sqlglot import exp
-
-        found: list[exp.Expression] = [self.text(c) for c in ((columns,) if isinstance(columns, str) else columns)
-                                       if self.has(c)]
-        if self.is_map("product"):
-            product = exp.column("product", quoted=True)
-            found += [exp.Nullif(this=sqlexpr.json_text(product, key, self.dialect), expression=exp.Literal.string(""))
-                      for key in keys]
-        if not found:
-            return sqlexpr.typed_null("string", self.dialect)
-        return found[0] if len(found) == 1 else exp.Coalesce(this=found[0], expressions=found[1:])
-
-    def first(self, *names: str, kind: str = "double") -> exp.Expression:
-        """The first of ``names`` the table has that is not NULL on the row (``net`` variants first)."""
-        from sqlglot import exp
-
-        present = [self.col(n, kind) for n in names if self.has(n)]
-        if not present:
-            return sqlexpr.typed_null(kind, self.dialect)
-        return present[0] if len(present) == 1 else exp.Coalesce(this=present[0], expressions=present[1:])
-
-    # -- the line item type --------------------------------------------------------------------------------
-    @property
-    def type(self) -> exp.Expression:
-        return self.col("line_item_line_item_type")
-
-    def type_in(self, *values: str) -> exp.Expression:
-        from sqlglot import exp
-
-        return self.type.isin(*[exp.Literal.string(v) for v in values])
-
-    def tags(self) -> exp.Expression | None:
-        """CUR 2.0: the ``resource_tags`` map. CUR v1: an object of the ``resource_tags_*`` columns (keys without
-        the prefix, as CUR 2.0 spells them; empty values left out) where the dialect can build one."""
-        from sqlglot import exp
-
-        if self.is_map("resource_tags"):
-            return exp.column("resource_tags", quoted=True)
-        pairs = [(name[len(PREFIX_TAGS):], self.text(name)) for name in self.columns if name.startswith(PREFIX_TAGS)]
-        if not pairs:
-            return None
-        return sqlexpr.json_object(pairs, self.dialect)
-
-
-def _s(text: str) -> exp.Expression:
-    from sqlglot import exp
-
-    return exp.Literal.string(text)
-
-
-def _n(value: float) -> exp.Expression:
-    from sqlglot import exp
-
-    return exp.Literal.number(value)
-
-
-def _case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None) -> exp.Expression:
-    from sqlglot import exp
-
-    case = exp.Case()
-    for condition, value in whens:
-        case = case.when(condition, value)
-    return case.else_(default) if default is not None else case
-
-
-def _present(value: exp.Expression) -> exp.Expression:
-    from sqlglot import exp
-
-    return exp.Not(this=exp.Is(this=value, expression=exp.null()))
-
-
 @dataclass(frozen=True)
 class Rule:
     """One FOCUS column: how it is computed from CUR (``cur``, in words) and the builder; ``build`` None: NULL."""
@@ -192,29 +83,29 @@ def effective_cost(s: Source) -> exp.Expression:
     from sqlglot import exp
 
     def zero(e: exp.Expression) -> exp.Expression:
-        return exp.Coalesce(this=e, expressions=[_n(0)])
+        return exp.Coalesce(this=e, expressions=[num(0)])
 
     reservation = s.text("reservation_reservation_a_r_n")
-    return _case(
+    return case(
         (s.type_in("SavingsPlanCoveredUsage"), s.first("savings_plan_net_savings_plan_effective_cost",
                                                        "savings_plan_savings_plan_effective_cost")),
         (s.type_in("SavingsPlanRecurringFee"),
          exp.Sub(this=s.col("savings_plan_total_commitment_to_date", "double"),
                  expression=s.col("savings_plan_used_commitment", "double"))),
-        (s.type_in("SavingsPlanNegation", "SavingsPlanUpfrontFee"), _n(0)),
+        (s.type_in("SavingsPlanNegation", "SavingsPlanUpfrontFee"), num(0)),
         (s.type_in("DiscountedUsage"), s.first("reservation_net_effective_cost", "reservation_effective_cost")),
         (s.type_in("RIFee"), exp.Add(
             this=zero(s.first("reservation_net_unused_amortized_upfront_fee_for_billing_period",
                               "reservation_unused_amortized_upfront_fee_for_billing_period")),
             expression=zero(s.first("reservation_net_unused_recurring_fee", "reservation_unused_recurring_fee")))),
-        (exp.and_(s.type_in("Fee"), _present(reservation)), _n(0)),
+        (exp.and_(s.type_in("Fee"), present(reservation)), num(0)),
         default=billed_cost(s),
     )
 
 
 def charge_category(s: Source) -> exp.Expression:
-    return _case((s.type_in(*USAGE_TYPES), _s("Usage")), (s.type_in(*PURCHASE_TYPES), _s("Purchase")),
-                 (s.type_in("Tax"), _s("Tax")), (s.type_in(*CREDIT_TYPES), _s("Credit")), default=_s("Adjustment"))
+    return case((s.type_in(*USAGE_TYPES), lit("Usage")), (s.type_in(*PURCHASE_TYPES), lit("Purchase")),
+                 (s.type_in("Tax"), lit("Tax")), (s.type_in(*CREDIT_TYPES), lit("Credit")), default=lit("Adjustment"))
 
 
 def charge_class(s: Source) -> exp.Expression:
@@ -222,16 +113,16 @@ def charge_class(s: Source) -> exp.Expression:
 
     earlier = exp.LT(this=s.col("line_item_usage_start_date", "timestamp"),
                      expression=s.col("bill_billing_period_start_date", "timestamp"))
-    return _case((exp.and_(s.type_in("Refund", "Credit"), earlier), _s("Correction")),
+    return case((exp.and_(s.type_in("Refund", "Credit"), earlier), lit("Correction")),
                  default=sqlexpr.typed_null("string", s.dialect))
 
 
 def charge_frequency(s: Source) -> exp.Expression:
     from sqlglot import exp
 
-    one_time = exp.or_(s.type_in("Fee", "SavingsPlanUpfrontFee"), s.col("bill_bill_type").eq(_s("Purchase")))
-    return _case((one_time, _s("One-Time")), (s.type_in("RIFee", "SavingsPlanRecurringFee"), _s("Recurring")),
-                 default=_s("Usage-Based"))
+    one_time = exp.or_(s.type_in("Fee", "SavingsPlanUpfrontFee"), s.col("bill_bill_type").eq(lit("Purchase")))
+    return case((one_time, lit("One-Time")), (s.type_in("RIFee", "SavingsPlanRecurringFee"), lit("Recurring")),
+                 default=lit("Usage-Based"))
 
 
 def _plan(s: Source) -> exp.Expression:
@@ -243,23 +134,23 @@ def _reservation(s: Source) -> exp.Expression:
 
 
 def commitment(s: Source, plan: exp.Expression, reservation: exp.Expression) -> exp.Expression:
-    return _case((_present(_plan(s)), plan), (_present(_reservation(s)), reservation),
+    return case((present(_plan(s)), plan), (present(_reservation(s)), reservation),
                  default=sqlexpr.typed_null("string", s.dialect))
 
 
 def commitment_status(s: Source) -> exp.Expression:
     from sqlglot import exp
 
-    has = exp.or_(_present(_plan(s)), _present(_reservation(s)))
-    return _case((exp.and_(has, s.type_in("SavingsPlanCoveredUsage", "DiscountedUsage")), _s("Used")),
-                 (exp.and_(has, s.type_in("SavingsPlanRecurringFee", "RIFee")), _s("Unused")),
+    has = exp.or_(present(_plan(s)), present(_reservation(s)))
+    return case((exp.and_(has, s.type_in("SavingsPlanCoveredUsage", "DiscountedUsage")), lit("Used")),
+                 (exp.and_(has, s.type_in("SavingsPlanRecurringFee", "RIFee")), lit("Unused")),
                  default=sqlexpr.typed_null("string", s.dialect))
 
 
 def commitment_quantity(s: Source) -> exp.Expression:
     from sqlglot import exp
 
-    return _case(
+    return case(
         (s.type_in("SavingsPlanCoveredUsage"), s.first("savings_plan_net_savings_plan_effective_cost",
                                                        "savings_plan_savings_plan_effective_cost")),
         (s.type_in("SavingsPlanRecurringFee"),
@@ -271,57 +162,51 @@ def commitment_quantity(s: Source) -> exp.Expression:
 
 
 def commitment_unit(s: Source) -> exp.Expression:
-    return _case((s.type_in("SavingsPlanCoveredUsage", "SavingsPlanRecurringFee"), s.col("line_item_currency_code")),
-                 (s.type_in("DiscountedUsage", "RIFee"), _s("Hours")),
+    return case((s.type_in("SavingsPlanCoveredUsage", "SavingsPlanRecurringFee"), s.col("line_item_currency_code")),
+                 (s.type_in("DiscountedUsage", "RIFee"), lit("Hours")),
                  default=sqlexpr.typed_null("string", s.dialect))
 
 
 def when_types(s: Source, values: tuple[str, ...], then: exp.Expression, kind: str) -> exp.Expression:
-    return _case((s.type_in(*values), then), default=sqlexpr.typed_null(kind, s.dialect))
+    return case((s.type_in(*values), then), default=sqlexpr.typed_null(kind, s.dialect))
 
 
 def pricing_category(s: Source) -> exp.Expression:
     from sqlglot import exp
 
     term = s.text("pricing_term")
-    spot = exp.or_(term.eq(_s("Spot")), exp.Like(this=s.col("line_item_usage_type"), expression=_s("%SpotUsage%")))
-    standard = exp.or_(exp.Is(this=term, expression=exp.null()), term.eq(_s("OnDemand")))
+    spot = exp.or_(term.eq(lit("Spot")), exp.Like(this=s.col("line_item_usage_type"), expression=lit("%SpotUsage%")))
+    standard = exp.or_(exp.Is(this=term, expression=exp.null()), term.eq(lit("OnDemand")))
     usage = s.type_in("Usage")
-    return _case(
-        (s.type_in("SavingsPlanCoveredUsage", "DiscountedUsage", "SavingsPlanNegation"), _s("Committed")),
-        (exp.and_(usage, spot), _s("Dynamic")),
-        (exp.and_(usage, standard), _s("Standard")),
-        (usage, _s("Other")),
-        (s.type_in(*PURCHASE_TYPES), _s("Standard")),
+    return case(
+        (s.type_in("SavingsPlanCoveredUsage", "DiscountedUsage", "SavingsPlanNegation"), lit("Committed")),
+        (exp.and_(usage, spot), lit("Dynamic")),
+        (exp.and_(usage, standard), lit("Standard")),
+        (usage, lit("Other")),
+        (s.type_in(*PURCHASE_TYPES), lit("Standard")),
         default=sqlexpr.typed_null("string", s.dialect))
 
 
 def service_category(s: Source) -> exp.Expression:
     code = s.col("line_item_product_code")
-    return _case(*[(code.eq(_s(c)), _s(cat)) for c, (cat, _) in SERVICES.items()], default=_s("Other"))
+    return case(*[(code.eq(lit(c)), lit(cat)) for c, (cat, _) in SERVICES.items()], default=lit("Other"))
 
 
 def service_subcategory(s: Source) -> exp.Expression:
     code = s.col("line_item_product_code")
-    return _case(*[(code.eq(_s(c)), _s(sub)) for c, (_, sub) in SERVICES.items() if sub],
+    return case(*[(code.eq(lit(c)), lit(sub)) for c, (_, sub) in SERVICES.items() if sub],
                  default=sqlexpr.typed_null("string", s.dialect))
 
 
 def publisher(s: Source) -> exp.Expression:
     from sqlglot import exp
 
-    seller = exp.Coalesce(this=s.text("line_item_legal_entity"), expressions=[_s("AWS Marketplace")])
-    return _case((s.col("bill_billing_entity").eq(_s("AWS Marketplace")), seller), default=_s("AWS"))
-
-
-def _coalesce(first: exp.Expression, *rest: exp.Expression) -> exp.Expression:
-    from sqlglot import exp
-
-    return exp.Coalesce(this=first, expressions=list(rest))
+    seller = exp.Coalesce(this=s.text("line_item_legal_entity"), expressions=[lit("AWS Marketplace")])
+    return case((s.col("bill_billing_entity").eq(lit("AWS Marketplace")), seller), default=lit("AWS"))
 
 
 def _or(s: Source, first: exp.Expression, fallback: str) -> exp.Expression:
-    return _coalesce(first, s.text(fallback))
+    return coalesce(first, s.text(fallback))
 
 
 _NO_SOURCE = "no CUR column holds it"
@@ -357,7 +242,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ChargePeriodStart", "line_item_usage_start_date",
          lambda s: s.col("line_item_usage_start_date", "timestamp")),
     Rule("CommitmentDiscountCategory", "Spend where savings_plan_savings_plan_a_r_n is set, Usage where "
-         "reservation_reservation_a_r_n is set", lambda s: commitment(s, _s("Spend"), _s("Usage"))),
+         "reservation_reservation_a_r_n is set", lambda s: commitment(s, lit("Spend"), lit("Usage"))),
     Rule("CommitmentDiscountId", "savings_plan_savings_plan_a_r_n, else reservation_reservation_a_r_n",
          lambda s: commitment(s, _plan(s), _reservation(s))),
     Rule("CommitmentDiscountName", f"NULL: {_NO_SOURCE} (Savings Plans and reservations have no display name)"),
@@ -368,7 +253,7 @@ RULES: tuple[Rule, ...] = (
          "SavingsPlanRecurringFee and RIFee (their EffectiveCost is the unused part), with a commitment id",
          commitment_status),
     Rule("CommitmentDiscountType", "Savings Plan or Reserved Instance (which ARN is set)",
-         lambda s: commitment(s, _s("Savings Plan"), _s("Reserved Instance"))),
+         lambda s: commitment(s, lit("Savings Plan"), lit("Reserved Instance"))),
     Rule("CommitmentDiscountUnit", "the billing currency for Savings Plan rows, Hours for reservation rows",
          commitment_unit),
     Rule("ConsumedQuantity", "line_item_usage_amount on Usage, DiscountedUsage and SavingsPlanCoveredUsage rows",
@@ -377,7 +262,7 @@ RULES: tuple[Rule, ...] = (
          lambda s: when_types(s, CONSUMING_TYPES, s.text("pricing_unit"), "string")),
     Rule("ContractedCost", "line_item_unblended_cost (0 on SavingsPlanNegation rows: the covered usage keeps its "
          "cost at the contracted rate)",
-         lambda s: _case((s.type_in("SavingsPlanNegation"), _n(0)), default=s.col("line_item_unblended_cost", "double"))),
+         lambda s: case((s.type_in("SavingsPlanNegation"), num(0)), default=s.col("line_item_unblended_cost", "double"))),
     Rule("ContractedUnitPrice", "line_item_unblended_rate on Usage, DiscountedUsage and SavingsPlanCoveredUsage rows",
          lambda s: when_types(s, CONSUMING_TYPES, s.col("line_item_unblended_rate", "double"), "double")),
     Rule("EffectiveCost", "SavingsPlanCoveredUsage: savings_plan_net_savings_plan_effective_cost (else "
@@ -387,9 +272,9 @@ RULES: tuple[Rule, ...] = (
          "unused recurring fee (net variants first); Fee with a reservation ARN: 0; else BilledCost", effective_cost),
     Rule("InvoiceId", "bill_invoice_id ('' as NULL: not invoiced yet)", lambda s: s.text("bill_invoice_id")),
     Rule("InvoiceIssuerName", "bill_invoicing_entity, else 'AWS'",
-         lambda s: _coalesce(s.text("bill_invoicing_entity"), _s("AWS"))),
+         lambda s: coalesce(s.text("bill_invoicing_entity"), lit("AWS"))),
     Rule("ListCost", "pricing_public_on_demand_cost (0 when NULL)",
-         lambda s: _coalesce(s.col("pricing_public_on_demand_cost", "double"), _n(0))),
+         lambda s: coalesce(s.col("pricing_public_on_demand_cost", "double"), num(0))),
     Rule("ListUnitPrice", "pricing_public_on_demand_rate", lambda s: s.col("pricing_public_on_demand_rate", "double")),
     Rule("PricingCategory", "Committed for SavingsPlanCoveredUsage, DiscountedUsage, SavingsPlanNegation; Usage rows: "
          "Dynamic for Spot (pricing_term Spot or a SpotUsage usage type), Standard for On-Demand (pricing_term "
@@ -402,7 +287,7 @@ RULES: tuple[Rule, ...] = (
          lambda s: when_types(s, USAGE_TYPES + PURCHASE_TYPES, s.col("line_item_usage_amount", "double"), "double")),
     Rule("PricingUnit", "pricing_unit on Usage and Purchase rows",
          lambda s: when_types(s, USAGE_TYPES + PURCHASE_TYPES, s.text("pricing_unit"), "string")),
-    Rule("ProviderName", "'AWS'", lambda s: _s("AWS")),
+    Rule("ProviderName", "'AWS'", lambda s: lit("AWS")),
     Rule("PublisherName", "line_item_legal_entity when bill_billing_entity is 'AWS Marketplace' (the seller), "
          "else 'AWS'", publisher),
     Rule("RegionId", "product_region_code (CUR v1: product_region), else the product map's region_code or region",
