@@ -139,6 +139,15 @@ def test_every_rule_says_where_its_value_comes_from() -> None:
     assert all(r.cur.startswith("NULL") for r in RULES if r.build is None)
 
 
+def test_docs_list_every_rule_as_the_code_has_it() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "FOCUS.md").read_text()
+    section = docs.split("## Mapping from CUR", 1)[1]
+    for rule in RULES:
+        assert f"| {rule.focus} | " in section and rule.cur.replace("|", "\\|") in section, rule.focus
+
+
 # -- replace_views per capability ---------------------------------------------------------------------------
 
 
