@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write small, realistic AWS Data Exports FOCUS exports (``FOCUS_1_2_AWS``) with known ground truth.
 
 The layout and manifest are CUR 2.0's, as AWS delivers a FOCUS export::

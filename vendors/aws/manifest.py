@@ -9,7 +9,8 @@ Layouts recognised (``<parent>`` is any prefix, possibly empty):
 
 * CUR v1: ``<parent>/<export>/<YYYYMMDD>-<YYYYMMDD>/<export>-Manifest.json``. The copies AWS keeps in
   ``<period>/<assemblyId>/`` (create-new layout) outlive their assembly, so they are never picked.
-* CUR 2.0: ``<parent>/<export>/metadata/BILLING_PERIOD=YYYY-MM/[<subfolders>/]<export>-Manifest.json``.
+* CUR 2.0: ``<parent>/<export>/metadata/BILLING_PERIOD=YYYY-MM/[<subfolders>/]<export>-Manifest.json``. Data Exports'
+  FOCUS exports use this layout too; the columns tell them apart (:mod:`vendors.aws.focus.native`, ``kind``).
 
 Rule when several candidates exist for one billing period of one export: a manifest lying directly in the
 period folder (``<YYYYMMDD-YYYYMMDD>/`` or ``BILLING_PERIOD=YYYY-MM/``) wins, since that is where AWS keeps
