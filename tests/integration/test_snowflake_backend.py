@@ -84,3 +84,22 @@ def test_backends_check(snowflake_emulator: Any, snowflake_schema: str, tmp_path
                           env={**snow.env(), "OPEN_FINOPS_DATABASE_SNOWFLAKE_DATABASE": ""})
     assert no_database.code == 2, no_database.stdout + no_database.stderr  # a missing setting, not the server
     assert "needs a database" in no_database.stdout + no_database.stderr
+
+
+def test_a_schema_written_upper_case_by_an_earlier_release_is_refused(snowflake_emulator: Any, snowflake_schema: str,
+                                                                       tmp_path: Path) -> None:
+    """Releases that stored every name upper case left ``AWS_BILLING._FINOPS_LOAD_STATE``; an import next to it
+    would load every period again into lower-case tables. It stops first (exit 2), naming the upgrade."""
+    from tests.integration.backend_targets import SAMPLES
+
+    legacy = snowflake_schema.upper()
+    snowflake_emulator.query(f"CREATE SCHEMA {legacy}")  # unquoted, as that release's names were stored
+    snowflake_emulator.query(f"CREATE TABLE {legacy}._FINOPS_LOAD_STATE (VENDOR TEXT, BILLING_PERIOD TEXT)")
+    snow = SnowflakeTarget(snowflake_emulator, snowflake_schema, tmp_path / "work")
+    env = {**snow.env(), "OPEN_FINOPS_AWS_SOURCE_DIR": str(SAMPLES)}
+    for command in (["aws", "import-cur"], ["aws", "list-exports"]):
+        refused = run_cli(*command, "--json", env=env)
+        assert refused.code == 2, refused.stdout + refused.stderr
+        assert f"{legacy} holds _FINOPS_LOAD_STATE" in refused.stderr and "docs/BACKENDS.md" in refused.stderr
+    assert snowflake_emulator.query("SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+                                    [snowflake_schema]) == []  # nothing created beside it

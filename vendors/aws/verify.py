@@ -120,13 +120,14 @@ def read_table(backend: SqlBackend, dataset: str, table: str, billing_period: st
     present = [c for c in sum_columns if backend.column(c) in columns]
     q, target = backend.quote, backend.qualified(dataset, table)
     sums = ", ".join(f"SUM({q(backend.column(c))})" for c in present)
-    row = backend.execute(f"SELECT COUNT(*){', ' + sums if sums else ''} FROM {target} WHERE billing_period = ?",
+    period = q("billing_period")
+    row = backend.execute(f"SELECT COUNT(*){', ' + sums if sums else ''} FROM {target} WHERE {period} = ?",
                           [billing_period], what=f"summing {table} {billing_period}").rows[0]
     side = Side(rows=int(row[0]), sums={c: float(v or 0.0) for c, v in zip(present, row[1:], strict=True)})
     if all(backend.column(c) in columns for c in keys):
         account, product, cost = (q(backend.column(c)) for c in keys)
         rows = backend.execute(
-            f"SELECT {account}, {product}, SUM({cost}) FROM {target} WHERE billing_period = ? GROUP BY {account}, "
+            f"SELECT {account}, {product}, SUM({cost}) FROM {target} WHERE {period} = ? GROUP BY {account}, "
             f"{product}", [billing_period], what=f"summing {table} {billing_period} by account and product",
         ).rows
         side.by_key = {f"{a or ''}/{p or ''}": float(c or 0.0) for a, p, c in rows}

@@ -350,7 +350,7 @@ class SqlBackend(ViewsMixin, DatabaseBackend):
         schema = dataset if existing else PROBE_SCHEMA
         table = self.qualified(schema, PROBE_TABLE) if schemas else self.quote(PROBE_TABLE)  # type: ignore[arg-type]
         steps = [] if existing or not schemas else [(f"CREATE SCHEMA {self.quote(PROBE_SCHEMA)}", "creating a schema")]
-        steps.append((f"CREATE TABLE {table} (id INTEGER)", f"creating a table in {schema}"))
+        steps.append((f"CREATE TABLE {table} ({self.quote('id')} INTEGER)", f"creating a table in {schema}"))
         if self.capabilities.transactional_ddl:
             with self.transaction(commit=False):
                 for sql, what in steps:
