@@ -482,3 +482,55 @@ def test_replace_views_in_order_and_drop(target: BackendTarget, made: Made, tmp_
     assert "order_total" not in backend.view_names(dataset)
     assert name in backend.view_names(dataset)
 
+
+
+def _source_billed(export_dir: Path) -> dict[str, float]:
+    """Per period, the BilledCost the rules give, summed from the export's own files (Parquet: net unblended where
+    set, else unblended; CSV: unblended, CUR v1 having no net column here)."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    sums: dict[str, float] = {}
+    for path in sorted(export_dir.rglob("*")):
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            billed = pc.coalesce(table["line_item_net_unblended_cost"], table["line_item_unblended_cost"])
+            period = path.parent.name.split("=")[1]
+        elif path.name.endswith(".csv.gz"):
+            table = pcsv.read_csv(path)
+            billed = table["lineItem/UnblendedCost"]
+            folder = path.parent.parent.name  # YYYYMMDD-YYYYMMDD
+            period = f"{folder[:4]}-{folder[4:6]}"
+        else:
+            continue
+        sums[period] = sums.get(period, 0.0) + pc.sum(billed).as_py()
+    return sums
+
+
+def test_sample_exports_views_are_complete_and_sum_to_the_source(target: BackendTarget, made: Made,
+                                                                 tmp_path: Path) -> None:
+    """The bundled sample exports (CUR v1 CSV, CUR 2.0 Parquet): no mandatory FOCUS column is NULL, and BilledCost
+    per billing period equals the sum taken from the files themselves."""
+    from sqlglot import exp
+
+    from tests.integration.backend_targets import SAMPLES
+
+    import_exports(made, SAMPLES, tmp_path)
+    backend, dataset = made.backend, made.dataset
+    mandatory = [c.name for c in FOCUS_COLUMNS if c.mandatory]
+    for table, folder in (("legacy_cur", SAMPLES / "cur" / "legacy-cur"),
+                          ("cur2_daily", SAMPLES / "exports" / "cur2-daily")):
+        view = create_view(made, table)
+        nulls = [exp.Sum(this=exp.Case().when(exp.column(n).is_(exp.null()), exp.Literal.number(1))
+                         .else_(exp.Literal.number(0))) for n in mandatory]
+        counts = backend.execute(backend.render(exp.select(*nulls).from_(backend.table_expression(dataset, view)))).rows[0]
+        assert dict(zip(mandatory, (int(c or 0) for c in counts), strict=True)) == dict.fromkeys(mandatory, 0), table
+        month = exp.Substring(this=exp.cast(exp.column("BillingPeriodStart"), "TEXT"), start=exp.Literal.number(1),
+                              length=exp.Literal.number(7))
+        query = (exp.select(exp.alias_(month, "m"), exp.Sum(this=exp.column("BilledCost")))
+                 .from_(backend.table_expression(dataset, view)).group_by(exp.column("m")))
+        got = {str(m): float(total) for m, total in backend.execute(backend.render(query)).rows}
+        want = _source_billed(folder)
+        assert got.keys() == want.keys(), (table, got)
+        for period, total in want.items():
+            assert math.isclose(got[period], total, rel_tol=1e-9, abs_tol=1e-6), (table, period, got[period], total)
