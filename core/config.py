@@ -45,7 +45,7 @@ from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENV_PREFIX", "AwsSettings", "Config", "DatabaseSettings", "ProjectSettings", "SettingValue",
+__all__ = ["ENV_PREFIX", "AwsSettings", "Config", "DatabaseSettings", "FocusSettings", "ProjectSettings", "SettingValue",
            "check_backend_pairs", "env_names", "normalise_period"]
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -139,6 +139,26 @@ class AwsSettings(BaseModel):
         return "" if value is None else str(value).strip("/")
 
 
+class FocusSettings(BaseModel):
+    """``[focus]``: which exports make up the FOCUS relation ``focus`` (``finops aws focus``, refreshed on import)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    exports: list[str] | None = Field(
+        None, description="Export names (or tables) in the FOCUS union; unset or empty = every export in the dataset."
+    )
+
+    @field_validator("exports", mode="before")
+    @classmethod
+    def _exports(cls, value: Any) -> Any:
+        """``a,b`` from the environment (``OPEN_FINOPS_FOCUS_EXPORTS``) or a TOML list."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            return [str(v).strip() for v in value if str(v).strip()]
+        return value
+
+
 # --------------------------------------------------------------------------------------------------- config
 
 
@@ -158,6 +178,7 @@ class Config(BaseSettings):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    focus: FocusSettings = Field(default_factory=FocusSettings)
 
     @classmethod
     def settings_customise_sources(

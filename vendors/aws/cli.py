@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from core.cli import output
 from core.cli.common import BackendOpt, ConfigOpt, DbConfigOpt, DebugOpt, JsonOpt, VerboseOpt, guarded, load_config
 from core.errors import FinOpsError
 from vendors.aws.columns import COST_COLUMN, COST_COLUMNS
+from vendors.aws.focus.cli import FOCUS_HELP, refresh_after_import
+from vendors.aws.focus.cli import focus as focus_command
 
 app = typer.Typer(help="AWS Cost and Usage Reports (CUR v1, CUR 2.0) and Data Exports' FOCUS 1.0 / 1.2 exports.",
                   no_args_is_help=True)
@@ -91,8 +94,10 @@ def import_cur(
     progress = output.RichProgress(enabled=None if not json_out else False)
     with progress.running():
         report = run_aws_pipeline(cfg, backend=db, dry_run=dry_run, progress=progress)
+    focus_error = refresh_after_import(cfg, db, report)  # the FOCUS relations follow the tables
     if json_out:
-        output.emit_json(report.to_dict())
+        output.emit_json({**report.to_dict(), "focus_error": focus_error,
+                          "exit_code": report.exit_code or (1 if focus_error else 0)})
     else:
         _print_report(report)
         if not dry_run and report.outcomes:
@@ -103,7 +108,10 @@ def import_cur(
                 output.stderr.print(f"[yellow]Could not read the summary back:[/yellow] {exc.message}")
     for failure in report.failed:
         output.stderr.print(f"[red]failed[/red] {failure.export_name} {failure.billing_period or ''}: {failure.error}")
-    raise typer.Exit(report.exit_code)
+    if focus_error:
+        output.stderr.print(f"[red]FOCUS relations not refreshed[/red] (the data is loaded; they are stale until "
+                            f"`finops aws focus` succeeds): {escape(focus_error)}")
+    raise typer.Exit(report.exit_code or (1 if focus_error else 0))
 
 
 def _print_report(report: Any) -> None:
@@ -148,6 +156,9 @@ def table_kinds(db: Any, dataset: str) -> dict[str, str]:
             by_table.setdefault(db.table_name(record.export_name), {})[record.billing_period] = \
                 record.data_format_version
     return {table: ",".join(sorted(set(periods.values()))) for table, periods in by_table.items()}
+
+
+app.command("focus", help=FOCUS_HELP)(guarded(focus_command))
 
 
 @app.command("list-manifests")
