@@ -10,6 +10,7 @@ truth and the sample's README, never from the views' SQL.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -77,6 +78,26 @@ def _union(target: Target, column: str | None = None) -> dict[tuple[str, str], i
     return out
 
 
+def _doc_queries(target: Target) -> list[list[tuple[Any, ...]]]:
+    """The example queries of docs/FOCUS.md, names quoted and the relation qualified as this engine needs."""
+    import re
+
+    from core.backends.factory import create_backend
+    from core.config import Config
+    from tests.conftest import cli_env
+
+    text = (ROOT / "docs" / "FOCUS.md").read_text().split("## Example queries", 1)[1].split("\n## ", 1)[0]
+    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    assert len(queries) == 2
+    cfg = Config.load(None, environ=cli_env(target.env()))
+    db = create_backend(cfg.database)
+    dataset = db.dataset(cfg.aws.dataset_name)
+    with db:
+        db.open_dataset(dataset, create=False)
+        return [db.execute(re.sub(r'"(\w+)"', lambda m: db.quote(m.group(1)), q)
+                           .replace("aws_billing.focus", db.qualified(dataset, "focus"))).rows for q in queries]
+
+
 def test_focus_relations_count_each_month_once_and_check(target: Target, bucket: Path, focus_gen: Any) -> None:
     truth = _focus_export(focus_gen, bucket, "focus-daily", ["2024-02"], SAMPLE_PAYER)
     imported = run_cli("aws", "import-cur", "--json", env=_env(target, bucket))
@@ -97,6 +118,13 @@ def test_focus_relations_count_each_month_once_and_check(target: Target, bucket:
     # each (month, payer) once: January from CUR 2.0, February from the FOCUS export, nothing from CUR v1
     assert _union(target) == {("cur2-daily", "2024-01"): TRUTH[("cur2_daily", "2024-01")][0],
                               ("focus-daily", "2024-02"): truth.periods["2024-02"].rows}
+
+    per_service, per_status = _doc_queries(target)
+    state = run_cli("aws", "show-state", "--export-name", "cur2-daily", "--json", env=_env(target, bucket)).json()
+    january = next(json.loads(r["source_sums"]) for r in state["records"] if r["billing_period"] == "2024-01")
+    expected = january["line_item_net_unblended_cost"] + truth.periods["2024-02"].sums["BilledCost"]
+    assert sum(float(row[2]) for row in per_service) == pytest.approx(expected, rel=1e-9)
+    assert {row[0] for row in per_status} == {"cur2-daily", "focus-daily"}
 
     text = run_cli("aws", "focus", env=_env(target, bucket))
     assert text.code == 0 and "cur2_daily_focus" in text.stdout and "legacy-cur" in text.stdout
