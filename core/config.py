@@ -72,6 +72,17 @@ class ProjectSettings(BaseModel):
     )
 
 
+class QualitySettings(BaseModel):
+    """``[quality]``: what the data-quality findings of an import do (docs/TRUSTING_THE_NUMBERS.md)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    strict: bool = Field(
+        False, description="A period with data-quality findings fails (the previous version stays) instead of "
+                           "loading with warnings.",
+    )
+
+
 class DatabaseSettings(BaseModel):
     """``[database]``: which backend, and one sub-table of settings per backend."""
 
@@ -178,6 +189,7 @@ class Config(BaseSettings):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     focus: FocusSettings = Field(default_factory=FocusSettings)
 
     @classmethod

@@ -15,10 +15,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.backends.base import FilePlan, LoadRecord, PeriodLoad, SourceFile
+from core.backends.base import FilePlan, LoadRecord, PeriodLoad, QualityRules, SourceFile
 from core.errors import DestinationError, FinOpsError, LoadError, SourceError, Terminated, interrupt_in, stop_code
 from core.state import LoadStateTracker
 
@@ -88,6 +88,8 @@ class PeriodOutcome:
     reason: str | None = None
     #: ``final`` (invoiced) or ``estimated``, where the vendor has an invoice column
     period_status: str | None = None
+    #: the period's data-quality findings (``kind``, ``count``, ``message``), as recorded in its state row
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +149,10 @@ class Ingest:
     #: what a restatement changed is kept per these keys, for this cost column (``_finops_restatements``)
     change_keys: tuple[str, ...] = ()
     change_cost: str | None = None
+    #: the vendor's data-quality rules (:class:`core.backends.base.QualityRules`), checked on every period before
+    #: COMMIT; findings warn, or fail the period with ``quality_strict`` (``[quality] strict``)
+    quality: QualityRules | None = None
+    quality_strict: bool = False
 
     def run(self, periods: Iterable[PeriodSource], report: ImportReport, *, dry_run: bool = False) -> ImportReport:
         """Load (or, with ``dry_run``, plan) every period that needs it, export by export.
@@ -271,6 +277,7 @@ class Ingest:
                  period.version_id, len(period.data_keys), size)
         outcome = PeriodOutcome(period.export_name, period.billing_period, period.version_id, "loaded",
                                 table=table, files=len(period.data_keys), bytes=size)
+        load: PeriodLoad | None = None
         try:
             plans = [period.plan(reader.describe(key, size=file_sizes.get(key, 0))) for key in period.data_keys]
             checks = period.checks or Reconciliation(self.sum_columns, self.invoice_column, self.change_keys,
@@ -281,8 +288,10 @@ class Ingest:
                 change_keys=checks.change_keys, change_cost=checks.change_cost, replaces=replaces,
                 on_file_done=lambda source, rows: self.progress.file_done(period, source, rows),
             )
+            load.quality, load.quality_strict = self.quality, self.quality_strict
             outcome.rows = self.backend.replace_period(load)
             outcome.period_status = load.completed.period_status if load.completed else None
+            _warn_findings(outcome, load.findings)
             if load.changes is not None and load.changes.rows:
                 from core.backends.sqlengine.changes import summary
 
@@ -297,7 +306,8 @@ class Ingest:
             raise
         except FinOpsError as exc:
             outcome.status, outcome.error = "failed", exc.message
-            _record(tracker.fail, record, exc.message)
+            found = _warn_findings(outcome, load.findings if load is not None else [])
+            _record(tracker.fail, replace(record, quality_findings=found) if found else record, exc.message)
             log.error("%s %s failed: %s", period.export_name, period.billing_period, exc.message)
         except Exception as exc:  # a bug, or a signal a library wrapped: never leave the attempt 'running'
             stop = interrupt_in(exc)
@@ -309,6 +319,18 @@ class Ingest:
             raise
         outcome.seconds = round(time.perf_counter() - started, 3)
         return outcome
+
+
+def _warn_findings(outcome: PeriodOutcome, findings: Sequence[Any]) -> str | None:
+    """One warning per data-quality finding; the findings go into the report. Returns them as the state's JSON."""
+    if not findings:
+        return None
+    from core.backends.sqlengine.quality import to_json
+
+    outcome.findings = [f.to_dict() for f in findings]
+    for finding in findings:
+        log.warning("%s %s: %s", outcome.export_name, outcome.billing_period, finding.message)
+    return to_json(findings)
 
 
 def sizes(store: ObjectStore, period: PeriodSource) -> dict[str, int]:

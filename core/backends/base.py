@@ -73,6 +73,21 @@ __all__ = ["ColumnKind", "ColumnSpec", "DataReader", "FileFormat", "FilePlan", "
            "SourceFile"]
 
 
+@dataclass(frozen=True)
+class QualityRules:
+    """A vendor's data-quality rules (:mod:`core.backends.sqlengine.quality`): the columns each finding reads, each
+    a tuple of alternatives (the first the table has is used; a table with none of them skips that finding)."""
+
+    #: identity of a line item: sets of columns that together must be unique in a period
+    line_item: tuple[tuple[str, ...], ...] = ()
+    currency: tuple[str, ...] = ()
+    usage_type: tuple[str, ...] = ()
+    #: ``LIKE`` patterns (bound values) of split cost allocation rows, and of the instance rows they split
+    split_patterns: tuple[str, ...] = ()
+    instance_patterns: tuple[str, ...] = ()
+    payer: tuple[str, ...] = ()
+
+
 # ----------------------------------------------------------------------------------------------------- state
 
 
@@ -99,6 +114,8 @@ class LoadRecord:
     #: ``final`` once the invoice is issued (the vendor's invoice column is filled), else ``estimated``
     period_status: str | None = None
     invoice_ids: str | None = None
+    #: the period's data-quality findings as JSON text (a list of ``{kind, count, message}``; ``[]``: none found)
+    quality_findings: str | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "vendor",
@@ -118,6 +135,7 @@ class LoadRecord:
         "source_sums",
         "period_status",
         "invoice_ids",
+        "quality_findings",
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -214,9 +232,14 @@ class PeriodLoad:
     change_keys: tuple[str, ...] = ()
     change_cost: str | None = None
     replaces: str | None = None
-    #: set by ``replace_period``: the state record as committed, and the restatement's changed keys
+    #: the vendor's data-quality rules (None: no checks);
+    #: with ``quality_strict`` a period with findings fails instead of loading with warnings
+    quality: QualityRules | None = None
+    quality_strict: bool = False
+    #: set by ``replace_period``: the state record as committed, the restatement's changed keys, the findings
     completed: LoadRecord | None = None
     changes: Any = None
+    findings: list[Any] = field(default_factory=list)
 
     def file_done(self, source: SourceFile, rows: int) -> None:
         if self.on_file_done:

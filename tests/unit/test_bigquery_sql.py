@@ -142,8 +142,8 @@ STATE_CALLS = [
      "AND `version_id` = ?", KEY),
     ("[session] INSERT INTO " + STATE + " (`vendor`, `export_name`, `billing_period`, `version_id`, "
      "`data_format_version`, `source_location`, `status`, `file_count`, `row_count`, `started_at`, `finished_at`, "
-     "`error_message`, `is_current`, `source_row_count`, `source_sums`, `period_status`, `invoice_ids`) "
-     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, NULL, NULL)",  # None is sent as the literal NULL
+     "`error_message`, `is_current`, `source_row_count`, `source_sums`, `period_status`, `invoice_ids`, "
+     "`quality_findings`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, NULL, NULL, NULL)",  # None is sent as the literal NULL
      [*KEY, "v1", "file://<root>", "completed", 1, 2, NOW, NOW, True, 2]),
     ("[session] UPDATE " + STATE + " SET `is_current` = CASE WHEN `version_id` = ? THEN TRUE ELSE FALSE END "
      "WHERE `vendor` = ? AND `export_name` = ? AND `billing_period` = ?", ["v1", *KEY[:3]]),

@@ -95,7 +95,7 @@ STATE_EXISTS = (
 STATE_UPDATE = (
     'UPDATE "{ds}"."_finops_load_state" SET "data_format_version" = ?, "source_location" = ?, "status" = ?, '
     '"file_count" = ?, "row_count" = ?, "started_at" = ?, "finished_at" = ?, "error_message" = ?, "is_current" = ?, '
-    '"source_row_count" = ?, "source_sums" = ?, "period_status" = ?, "invoice_ids" = ? '
+    '"source_row_count" = ?, "source_sums" = ?, "period_status" = ?, "invoice_ids" = ?, "quality_findings" = ? '
     'WHERE "vendor" = ? AND "export_name" = ? AND "billing_period" = ? AND "version_id" = ?'
 )
 STATE_CURRENT = (
@@ -113,7 +113,7 @@ def state_calls(ds: str, version: str, *, rows: int, files: int = 1, quote: str 
         (STATE_EXISTS.format(ds=ds).replace('"', quote), key),
         (STATE_UPDATE.format(ds=ds).replace('"', quote),
          ["v1", "file://<root>", "completed", files, rows, NOW, NOW, None, True, source_rows, None, None, None,
-          *key]),
+          None, *key]),
         (STATE_CURRENT.format(ds=ds).replace('"', quote), [version, *key[:3]]),
     ]
 
@@ -231,20 +231,20 @@ def test_duckdb_state_table_and_first_state_row(duckdb: Any, duck_loader: Loader
          '"data_format_version" VARCHAR, "source_location" VARCHAR, "status" VARCHAR NOT NULL, '
          '"file_count" BIGINT, "row_count" BIGINT, "started_at" TIMESTAMPTZ, "finished_at" TIMESTAMPTZ, '
          '"error_message" VARCHAR, "is_current" BOOLEAN NOT NULL, "source_row_count" BIGINT, "source_sums" VARCHAR, '
-         '"period_status" VARCHAR, "invoice_ids" VARCHAR)'), []),
+         '"period_status" VARCHAR, "invoice_ids" VARCHAR, "quality_findings" VARCHAR)'), []),
         (CATALOGUE, [DS, "_finops_load_state"]),  # a state table of an earlier release gains the new columns
         (('SELECT "vendor", "export_name", "billing_period", "version_id", "data_format_version", "source_location", '
          '"status", "file_count", "row_count", "started_at", "finished_at", "error_message", "is_current", '
-         '"source_row_count", "source_sums", "period_status", "invoice_ids" '
+         '"source_row_count", "source_sums", "period_status", "invoice_ids", "quality_findings" '
          'FROM "ds"."_finops_load_state" WHERE "vendor" = ? AND "export_name" = ? AND "billing_period" = ? '
          'ORDER BY "export_name", "billing_period", "started_at", "version_id"'), ["aws", "cur-test", "2024-01"]),
         (STATE_EXISTS.format(ds=DS), ["aws", "cur-test", "2024-01", "v1"]),
         (('INSERT INTO "ds"."_finops_load_state" ("vendor", "export_name", "billing_period", "version_id", '
          '"data_format_version", "source_location", "status", "file_count", "row_count", "started_at", '
          '"finished_at", "error_message", "is_current", "source_row_count", "source_sums", "period_status", '
-         '"invoice_ids") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+         '"invoice_ids", "quality_findings") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
          ["aws", "cur-test", "2024-01", "v1", "v1", "file://<root>", "running", 1, None, NOW, None, None, False,
-          None, None, None, None]),
+          None, None, None, None, None]),
     ]
 
 

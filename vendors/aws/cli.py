@@ -107,7 +107,8 @@ def import_cur(
             except FinOpsError as exc:
                 output.stderr.print(f"[yellow]Could not read the summary back:[/yellow] {exc.message}")
     for failure in report.failed:
-        output.stderr.print(f"[red]failed[/red] {failure.export_name} {failure.billing_period or ''}: {failure.error}")
+        output.stderr.print(f"[red]failed[/red] {failure.export_name} {failure.billing_period or ''}: "
+                            f"{output.escape(failure.error or '')}")  # messages quote [sections]: not markup
     if focus_error:
         output.stderr.print(f"[red]FOCUS relations not refreshed[/red] (the data is loaded; they are stale until "
                             f"`finops aws focus` succeeds): {escape(focus_error)}")
@@ -118,7 +119,7 @@ def _print_report(report: Any) -> None:
     verb = "Plan" if report.dry_run else "Import"
     rows = [
         [o.export_name, o.billing_period or "?", o.version_id or "", o.status, output.fmt_int(o.rows), o.files,
-         f"{o.seconds:.1f}s" if o.seconds else "", o.reason or o.error or ""]
+         f"{o.seconds:.1f}s" if o.seconds else "", _note(o)]
         for o in report.outcomes
     ]
     title = f"{verb}: {report.source} → {report.backend} {report.destination} ({report.dataset})"
@@ -129,6 +130,14 @@ def _print_report(report: Any) -> None:
     estimates = [f"{o.export_name} {o.billing_period}" for o in report.outcomes if o.period_status == "estimated"]
     if estimates:  # on stdout with the report: a month without an invoice will still change
         output.stdout.print(f"Still estimated (no invoice yet): {', '.join(estimates)}")
+
+
+def _note(outcome: Any) -> str:
+    note = outcome.reason or outcome.error or ""
+    if outcome.findings and outcome.status == "loaded":  # each one is a warning line on stderr
+        found = f"{len(outcome.findings)} data-quality finding(s)"
+        note = f"{note}; {found}" if note else found
+    return note
 
 
 def _print_tables(tables: list[Any], kinds: dict[str, str] | None = None) -> None:
@@ -228,6 +237,7 @@ def show_state(
 ) -> None:
     """The current version of every period, or one period's whole history with --billing-period."""
     from core.backends.factory import create_backend
+    from core.backends.sqlengine.quality import from_json
     from core.config import normalise_period
     from core.errors import ConfigError
     from vendors.aws.pipeline import dataset_for, read_state
@@ -241,17 +251,29 @@ def show_state(
     records = read_state(db, dataset_for(cfg, db), cfg.aws.export_name, period)
     if period is None:
         records = _current_view(records)
-    if json_out:
-        output.emit_json({"records": [r.as_dict() for r in records]})
+    findings = {id(r): from_json(r.quality_findings) for r in records}
+    if json_out:  # ``quality_findings`` as stored (JSON text), ``findings`` parsed (None: not checked)
+        output.emit_json({"records": [{**r.as_dict(), "findings": findings[id(r)]} for r in records]})
         return
     output.stdout.print(output.table(
         "Load history" if period else "Current versions",
-        ["export", "period", "version", "status", "current", "rows", "files", "finished", "error"],
+        ["export", "period", "version", "status", "current", "rows", "files", "finished", "findings", "error"],
         [[r.export_name, r.billing_period, r.version_id, r.status, "yes" if r.is_current else "",
           output.fmt_int(r.row_count), r.file_count, r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "",
-          (r.error_message or "")[:120]] for r in records],
+          _kinds(findings[id(r)]), (r.error_message or "")[:120]] for r in records],
         justify_right={"rows", "files"},
     ))
+    for record in records:
+        for finding in findings[id(record)] or []:
+            output.stdout.print(f"{record.export_name} {record.billing_period} {record.version_id}: "
+                                f"{output.escape(finding['message'])}")
+
+
+def _kinds(findings: list[dict[str, Any]] | None) -> str:
+    """The state's findings in a table cell: ``-`` not checked, ``none``, or their kinds."""
+    if findings is None:
+        return "-"
+    return ", ".join(f["kind"] for f in findings) or "none"
 
 
 def _current_view(records: list[Any]) -> list[Any]:
@@ -306,7 +328,7 @@ def list_exports(
 
 VERIFY_HELP = """Re-read the source of every loaded period and compare it with the database: rows, cost sums, and the unblended cost per usage account and product code (a FOCUS export: BilledCost, EffectiveCost, ListCost, ContractedCost, and BilledCost per SubAccountId and ServiceName).
 
-The files are read again independently of the import path (the Arrow reader, summed as it streams); the table side is summed by the database. Exit 0 when every period matches, 1 otherwise. Data-quality findings (duplicated line items, several currencies, split cost allocation rows, one payer in two exports) are reported; they do not fail it.
+The files are read again independently of the import path (the Arrow reader, summed as it streams); the table side is summed by the database. Exit 0 when every period matches, 1 otherwise. Data-quality findings (duplicated line items, several currencies, split cost allocation rows, one payer in two exports) are computed again and shown with those the import recorded; they do not fail it.
 
 \b
 Examples:
@@ -342,10 +364,11 @@ def verify(
     db = create_backend(cfg.database)
     dataset = dataset_for(cfg, db)
     scan = scan_source(cfg, store)
-    current = {(r.export_name, r.billing_period): r.version_id for r in read_state(db, dataset)
-               if r.is_current and r.status == "completed"}
+    loaded = [r for r in read_state(db, dataset) if r.is_current and r.status == "completed"]
+    current = {(r.export_name, r.billing_period): r.version_id for r in loaded}
+    recorded = {(r.export_name, r.billing_period): r.quality_findings for r in loaded}
     with db:
-        checks = run_verify(db, store, dataset, [period_source(m, store) for m in scan.manifests], current)
+        checks = run_verify(db, store, dataset, [period_source(m, store) for m in scan.manifests], current, recorded)
     failed = [c for c in checks if c.status != "match"] + [None] * len(scan.problems)
     if json_out:
         output.emit_json({"periods": [c.to_dict() for c in checks],
@@ -355,15 +378,19 @@ def verify(
     else:
         output.stdout.print(output.table(
             "Verification: the source re-read against the database",
-            ["export", "period", "status", "rows (source / table)", "cost (source / table)"],
-            [[c.export_name, c.billing_period, c.status, _pair(c, "rows"), _pair(c, _cost_of(c))] for c in checks],
+            ["export", "period", "status", "rows (source / table)", "cost (source / table)",
+             "findings (now / at import)"],
+            [[c.export_name, c.billing_period, c.status, _pair(c, "rows"), _pair(c, _cost_of(c)),
+              f"{len(c.findings)} / {'-' if c.recorded_findings is None else len(c.recorded_findings)}"]
+             for c in checks],
             justify_right={"rows (source / table)", "cost (source / table)"},
         ))
         for check in checks:
             for line in check.differences:
                 output.stderr.print(f"[red]{check.export_name} {check.billing_period}[/red]: {line}")
-            for line in check.findings:
-                output.stderr.print(f"[yellow]{check.export_name} {check.billing_period}[/yellow]: {line}")
+            for finding in check.findings:
+                output.stderr.print(f"[yellow]{check.export_name} {check.billing_period}[/yellow]: "
+                                    f"{output.escape(finding['message'])}")
         for problem in scan.problems:
             output.stderr.print(f"[red]malformed[/red] {problem.manifest_key}: {problem.error.message}")
     if failed:

@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 
-from core.backends.base import ColumnKind, ColumnSpec, SourceFile
+from core.backends.base import ColumnKind, ColumnSpec, QualityRules, SourceFile
 from core.ingest import Reconciliation
 
 #: the cost column summed per period (``list-exports``, the verification of ``db copy``)
@@ -27,6 +27,17 @@ RECONCILED_COLUMNS = ("line_item_unblended_cost", "line_item_net_unblended_cost"
 CUR_CHECKS = Reconciliation(RECONCILED_COLUMNS, INVOICE_COLUMN, CHANGE_KEYS, COST_COLUMN)
 #: the cost a table's summary sums, whichever kind of export it holds: CUR's, else FOCUS's (``BilledCost``)
 COST_COLUMNS = (COST_COLUMN, "BilledCost")
+
+#: what the data-quality findings read (core.backends.sqlengine.quality), each as CUR name then native FOCUS name;
+#: FOCUS has no line item identity, so duplicated line items are looked for in CUR tables only
+QUALITY_RULES = QualityRules(
+    line_item=(("identity_line_item_id", "identity_time_interval"),),
+    currency=("line_item_currency_code", "BillingCurrency"),
+    usage_type=("line_item_usage_type", "x_UsageType"),
+    split_patterns=("%EKSPod-%", "%ECSTask-%"),
+    instance_patterns=("%BoxUsage%",),
+    payer=("bill_payer_account_id", "BillingAccountId"),
+)
 
 RESERVED = ("billing_period",)
 

@@ -23,6 +23,7 @@ from vendors.aws.columns import (
     COST_COLUMN,
     CUR_CHECKS,
     INVOICE_COLUMN,
+    QUALITY_RULES,
     RECONCILED_COLUMNS,
     column_specs,
     normalise_name,
@@ -180,7 +181,8 @@ def run_aws_pipeline(
         log.warning("No manifests found in %s under prefix %r", store.describe(), config.aws.prefix)
     ingest = Ingest(backend, store, dataset, VENDOR, reset=config.aws.reset, lock_timeout=config.project.lock_timeout,
                     progress=progress or ProgressListener(), sum_columns=RECONCILED_COLUMNS,
-                    invoice_column=INVOICE_COLUMN, change_keys=CHANGE_KEYS, change_cost=COST_COLUMN)
+                    invoice_column=INVOICE_COLUMN, change_keys=CHANGE_KEYS, change_cost=COST_COLUMN,
+                    quality=QUALITY_RULES, quality_strict=config.quality.strict)
     return ingest.run((period_source(m, store) for m in scan.manifests), report, dry_run=dry_run)
 
 

@@ -4,21 +4,21 @@ Independent of the import path: the files are read by the universal Arrow reader
 scan or bulk path) and summed batch by batch — rows, the cost columns, and per (usage account, product code) —
 so memory stays flat however large the month; the table side is aggregated by the engine in SQL. A period
 matches when the row counts are equal and every sum agrees to 1e-9 relative. Data-quality findings (duplicated
-line items, several currencies, split cost allocation rows, one payer in two exports) are reported beside the
-figures; they do not make a period mismatch.
+line items, several currencies, split cost allocation rows, one payer in two exports) are computed again by the
+implementation the import runs before COMMIT (:mod:`core.backends.sqlengine.quality`) and reported beside the
+figures, with those the import recorded in the load state; they do not make a period mismatch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.backends.base import FilePlan
 from core.errors import FinOpsError
-from vendors.aws.columns import RECONCILED_COLUMNS
+from vendors.aws.columns import QUALITY_RULES, RECONCILED_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -65,7 +65,10 @@ class PeriodCheck:
     source: Side | None = None
     table: Side | None = None
     differences: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
+    #: the data-quality findings as of now (``kind``, ``count``, ``message``), and as the import recorded them
+    #: (None: not recorded, e.g. a period loaded by an earlier release)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    recorded_findings: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,60 +155,20 @@ def compare(source: Side, table: Side) -> list[str]:
     return differences
 
 
-def findings(backend: SqlBackend, dataset: str, table: str, billing_period: str) -> list[str]:
-    """Data-quality findings for one period of one table (warnings: they do not fail a verification)."""
-    columns = backend.table_columns(dataset, table)
-    q, target, found = backend.quote, backend.qualified(dataset, table), []
-
-    def has(*names: str) -> bool:
-        return all(backend.column(n) in columns for n in names)
-
-    def scalar(sql: str) -> Any:
-        return backend.execute(sql, [billing_period], what=f"checking {table} {billing_period}").rows[0][0]
-
-    if has("identity_line_item_id", "identity_time_interval"):
-        ident, interval = q(backend.column("identity_line_item_id")), q(backend.column("identity_time_interval"))
-        dupes = scalar(f"SELECT COUNT(*) FROM (SELECT {ident}, {interval} FROM {target} WHERE billing_period = ? "
-                       f"AND {ident} IS NOT NULL GROUP BY {ident}, {interval} HAVING COUNT(*) > 1) d")
-        if dupes:
-            found.append(f"{dupes} line item(s) appear more than once (same identity_line_item_id and "
-                         "identity_time_interval)")
-    if has("line_item_currency_code"):
-        currency = q(backend.column("line_item_currency_code"))
-        currencies = scalar(f"SELECT COUNT(DISTINCT {currency}) FROM {target} WHERE billing_period = ?")
-        if currencies and int(currencies) > 1:
-            found.append(f"{currencies} currencies in one period: sums across them mean nothing")
-    if has("line_item_usage_type"):
-        usage = q(backend.column("line_item_usage_type"))
-        split = scalar(f"SELECT COUNT(*) FROM {target} WHERE billing_period = ? AND ({usage} LIKE '%EKSPod-%' "
-                       f"OR {usage} LIKE '%ECSTask-%')")
-        if split:
-            found.append(f"{split} split cost allocation row(s) (EKSPod-*, ECSTask-*) sit beside the instances they "
-                         "split: a sum over both counts that cost twice")
-    return found
-
-
-def payers(backend: SqlBackend, dataset: str, table: str, billing_period: str) -> set[str]:
-    """Payer accounts of one period (to find one payer loaded from two exports)."""
-    if backend.column("bill_payer_account_id") not in backend.table_columns(dataset, table):
-        return set()
-    payer = backend.quote(backend.column("bill_payer_account_id"))
-    rows = backend.execute(f"SELECT DISTINCT {payer} FROM {backend.qualified(dataset, table)} "
-                           "WHERE billing_period = ?", [billing_period], what=f"reading payers of {table}").rows
-    return {str(p) for (p,) in rows if p}
-
-
 def verify(
     backend: SqlBackend, store: ObjectStore, dataset: str, periods: list[PeriodSource],
-    current: dict[tuple[str, str], str],
+    current: dict[tuple[str, str], str], recorded: dict[tuple[str, str], str | None] | None = None,
 ) -> list[PeriodCheck]:
     """Compare every period the source holds with what is loaded.
 
     Args:
         periods: the source's current manifests, as the import sees them.
         current: (export, period) → the version loaded and completed.
+        recorded: (export, period) → the findings its import recorded (the state's ``quality_findings``).
     """
-    checks, payer_exports = [], defaultdict(set)
+    from core.backends.sqlengine.quality import from_json, period_findings
+
+    checks = []
     backend.open_dataset(dataset, create=False)  # SQLite: the dataset's attached file
     for period in periods:
         loaded = current.get((period.export_name, period.billing_period))
@@ -218,22 +181,15 @@ def verify(
             check.differences.append(f"the source's current version is {period.version_id}; {loaded} is loaded")
             continue
         table = backend.table_name(period.export_name)
+        check.recorded_findings = from_json((recorded or {}).get((period.export_name, period.billing_period)))
         try:
             check.source = read_source(store, period)
             check.table = read_table(backend, dataset, table, period.billing_period, figures_of(period))
-            check.findings = findings(backend, dataset, table, period.billing_period)
-            for payer in payers(backend, dataset, table, period.billing_period):
-                payer_exports[(payer, period.billing_period)].add(period.export_name)
+            check.findings = [f.to_dict() for f in period_findings(backend, dataset, table, period.billing_period,
+                                                                   QUALITY_RULES)]
         except FinOpsError as exc:
             check.differences.append(exc.message)
             continue
         check.differences = compare(check.source, check.table)
         check.status = "mismatch" if check.differences else "match"
-    for check in checks:
-        twice = [p for (p, month), exports in payer_exports.items()
-                 if month == check.billing_period and check.export_name in exports and len(exports) > 1]
-        for payer in twice:
-            others = sorted(payer_exports[(payer, check.billing_period)] - {check.export_name})
-            check.findings.append(f"payer account {payer} is also loaded from {', '.join(others)} for this period: "
-                                  "summing both exports counts it twice")
     return checks

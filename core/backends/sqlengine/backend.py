@@ -32,7 +32,7 @@ from core.backends.base import (
     SourceFacts,
 )
 from core.backends.conform import union_columns
-from core.backends.sqlengine import changes, names, types
+from core.backends.sqlengine import changes, names, quality, types
 from core.backends.sqlengine.state import SqlStateManager
 from core.backends.sqlengine.views import ViewsMixin
 from core.errors import ConfigError, FinOpsError, LoadError
@@ -194,6 +194,7 @@ class SqlBackend(ViewsMixin, DatabaseBackend):
                                  [load.billing_period], what=f"deleting {load.table} {load.billing_period}")
                     rows = strategy.insert(self, load, kinds, columns, staged) if load.files else 0
                     self.reconcile(load, rows)
+                    self.check_quality(load)
                     if before is not None:  # what this version changed, committed with it
                         load.changes = changes.differences(before, changes.snapshot(self, load) or {},
                                                            load.replaces, load.record.version_id, load.change_keys)
@@ -238,6 +239,21 @@ class SqlBackend(ViewsMixin, DatabaseBackend):
             raise LoadError(f"{load.table} {load.billing_period} does not reconcile with its source "
                             f"({'; '.join(problems)}); the previous version stays.")
 
+    def check_quality(self, load: PeriodLoad) -> None:
+        """Inside the transaction, after the reconciliation: the period's data-quality findings
+        (:mod:`~core.backends.sqlengine.quality`, aggregate SQL over the rows just inserted), kept in
+        :attr:`PeriodLoad.findings` for the state row and the report.
+
+        Raises:
+            LoadError: there are findings and ``load.quality_strict`` is on; the previous version stays.
+        """
+        if load.quality is None or not load.files:
+            return
+        load.findings = quality.period_findings(self, load.dataset, load.table, load.billing_period, load.quality)
+        if load.findings and load.quality_strict:
+            raise LoadError(f"{load.table} {load.billing_period} has data-quality findings and [quality] strict is "
+                            f"on: {'; '.join(f.message for f in load.findings)}; the previous version stays.")
+
     def period_facts(self, load: PeriodLoad) -> dict[str, Any]:
         """What the state records beside the counts: the source's figures (reconciled) and whether the period is
         invoiced (``final``) or still an ``estimated`` month, with its invoice ids."""
@@ -245,6 +261,8 @@ class SqlBackend(ViewsMixin, DatabaseBackend):
         if load.facts.gathered:
             facts["source_row_count"] = load.facts.rows
             facts["source_sums"] = json.dumps(load.facts.sums, sort_keys=True) if load.facts.sums else None
+        if load.quality is not None and load.files:
+            facts["quality_findings"] = quality.to_json(load.findings)
         column = load.invoice_column
         if column and load.files and self.column(column) in self.table_columns(load.dataset, load.table):
             invoice = self.quote(self.column(column))

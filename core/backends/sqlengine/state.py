@@ -71,6 +71,7 @@ class SqlStateManager(StateManager):
             "source_sums": t["text"],
             "period_status": t["text"],
             "invoice_ids": t["text"],
+            "quality_findings": t["text"],
         }
         body = ", ".join(f"{self._quote(name)} {decl}" for name, decl in columns.items())
         self._ensure_schema(self.dataset)
