@@ -241,3 +241,32 @@ def test_sample_exports_views_are_complete_and_sum_to_the_source(target: Backend
         assert got.keys() == want.keys(), (table, got)
         for period, total in want.items():
             assert math.isclose(got[period], total, rel_tol=1e-9, abs_tol=1e-6), (table, period, got[period], total)
+
+
+def test_a_refused_view_leaves_the_views_as_they_were_where_ddl_is_transactional(
+        target: BackendTarget, made: Made, tmp_path: Path) -> None:
+    """The second view of a call is refused (its name is the export table's): with transactional DDL the first keeps
+    its old definition; where each statement commits by itself (MariaDB, Snowflake, BigQuery) the first is already
+    replaced. The error names the view; the table is untouched."""
+    from sqlglot import exp
+
+    from core.errors import LoadError
+
+    root = tmp_path / "bucket"
+    write_cur2(root, "atomic-cur2", "2024-03", cur2_rows()[:1])
+    import_exports(made, root, tmp_path)
+    backend, dataset = made.backend, made.dataset
+
+    def constant(value: int) -> str:
+        return backend.render(exp.select(exp.alias_(exp.Literal.number(value), "x"))
+                              .from_(backend.table_expression(dataset, "atomic_cur2")))
+
+    backend.replace_views(dataset, [("atomic_v", constant(1))])
+    with pytest.raises(LoadError, match="atomic_cur2"):
+        backend.replace_views(dataset, [("atomic_v", constant(2)), ("atomic_cur2", constant(3))])
+    read = backend.render(exp.select(exp.column("x")).from_(backend.table_expression(dataset, "atomic_v")))
+    assert int(backend.execute(read).rows[0][0]) == (1 if backend.capabilities.transactional_ddl else 2)
+    assert "atomic_cur2" not in backend.view_names(dataset)
+    assert "line_item_unblended_cost" in backend.table_columns(dataset, "atomic_cur2")
+    assert len(backend.execute(backend.render(exp.select("*").from_(backend.table_expression(dataset, "atomic_cur2"))))
+               .rows) == 1
