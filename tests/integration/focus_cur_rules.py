@@ -267,7 +267,8 @@ def expected(row: dict[str, Any]) -> dict[str, Any]:
         tags = {k[len("resource_tags_"):]: v for k, v in row.items() if k.startswith("resource_tags_") and _blank(v)}
     marketplace = get("bill_billing_entity") == "AWS Marketplace"
     consuming, priced = kind in CONSUMING, kind in USAGE | PURCHASE
-    services = {"AmazonEC2": ("Compute", "Virtual Machines"), "AmazonS3": ("Storage", "Object Storage")}
+    services = {"AmazonEC2": ("Compute", "Virtual Machines"), "AmazonS3": ("Storage", "Object Storage"),
+                "AWSSupportBusiness": ("Management and Governance", "Support")}
     service = services.get(get("line_item_product_code"), ("Other", None))
     values = {
         "AvailabilityZone": _blank(get("line_item_availability_zone")), "BilledCost": billed,

@@ -69,10 +69,10 @@ class ViewsMixin:
                 target = self.qualified(dataset, name)
                 if mode == "or_replace":
                     self.execute(f"CREATE OR REPLACE VIEW {target} AS {select}", what=f"creating the view {name}")
-                    continue
-                self._drop(dataset, name, cascade=mode == "drop_cascade")
-                self.execute(f"CREATE VIEW {target} AS {select}", what=f"creating the view {name}")
-                log.info("%s.%s: view replaced", dataset, name)
+                else:
+                    self._drop(dataset, name, cascade=mode == "drop_cascade")
+                    self.execute(f"CREATE VIEW {target} AS {select}", what=f"creating the view {name}")
+                log.info("%s.%s: view created", dataset, name)
 
     def drop_view(self, dataset: str, name: str) -> None:
         """Drop the view ``name`` of ``dataset`` if it exists (with its dependants where the engine needs that)."""

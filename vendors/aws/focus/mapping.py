@@ -54,14 +54,18 @@ SERVICES: dict[str, tuple[str, str | None]] = {
     "AmazonVPC": ("Networking", "Network Infrastructure"),
     "AWSDataTransfer": ("Networking", "Network Connectivity"),
     "AmazonRoute53": ("Networking", "Network Infrastructure"),
-    "AmazonCloudWatch": ("Management and Governance", "Observation"),
+    "AmazonCloudWatch": ("Management and Governance", "Observability"),
     "AWSCloudTrail": ("Management and Governance", "Compliance"),
-    "AWSKeyManagementService": ("Security", "Security Posture Management"),
+    "AWSKeyManagementService": ("Security", "Other (Security)"),
     "AmazonGuardDuty": ("Security", "Threat Detection and Response"),
     "AmazonSageMaker": ("AI and Machine Learning", "Machine Learning"),
     "AmazonBedrock": ("AI and Machine Learning", "Generative AI"),
     "AmazonSNS": ("Integration", "Messaging"),
     "AWSQueueService": ("Integration", "Messaging"),
+    "AWSSupportBusiness": ("Management and Governance", "Support"),
+    "AWSSupportEnterprise": ("Management and Governance", "Support"),
+    "AWSDeveloperSupport": ("Management and Governance", "Support"),
+    "AWSCostExplorer": ("Management and Governance", "Cost Management"),
 }
 
 
