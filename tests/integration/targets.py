@@ -171,7 +171,9 @@ class BigQueryTarget(Target):
              "the statement is pinned by tests/unit/test_bigquery_sql.py"),
         )
         for name in ("test_new_column_in_a_later_month_is_added",
-                     "test_a_later_focus_month_with_a_new_column_widens_the_table")
+                     "test_a_later_focus_month_with_a_new_column_widens_the_table",
+                     # the refreshed _focus view is built from the catalogue, which misses the new column
+                     "test_the_import_refresh_follows_a_column_added_by_a_later_month")
     }
 
     def __init__(self, emulator: Any, dataset: str, data_dir: Path) -> None:
