@@ -162,6 +162,9 @@ V1_COLUMNS = {
     "savingsPlan/SavingsPlanEffectiveCost": ("savings_plan_savings_plan_effective_cost", "OptionalBigDecimal"),
     "resourceTags/user:Environment": ("resource_tags_user_environment", "String"),
     "resourceTags/user:Cost Center": ("resource_tags_user_cost_center", "String"),
+    # as many tags as a real organisation has: more arguments than one function call takes on PostgreSQL (100)
+    # or SQLite (127)
+    **{f"resourceTags/user:Tag{i:03d}": (f"resource_tags_user_tag{i:03d}", "String") for i in range(80)},
 }
 
 
@@ -176,6 +179,9 @@ def cur1_rows() -> list[dict[str, Any]]:
                                                                            "DiscountedUsage", "Tax", "Credit")]
     rows[0]["resource_tags_user_cost_center"] = "CC-1"
     rows[1]["resource_tags_user_environment"] = ""
+    for index, row in enumerate(rows):  # each row has a few of the many tags
+        for i in range(index, 80, 7):
+            row[f"resource_tags_user_tag{i:03d}"] = f"v{i}"
     return rows
 
 

@@ -56,6 +56,19 @@ def test_json_object_without_null_members(dialect: str, sql: str) -> None:
     assert built is not None and built.sql(dialect=dialect) == sql
 
 
+def test_json_object_in_chunks_where_calls_take_few_arguments() -> None:
+    """PostgreSQL takes at most 100 arguments per call, SQLite 127: 90 tags are built 40 pairs at a time."""
+    pairs = [(f"k{i}", exp.column(f"t{i}", quoted=True)) for i in range(90)]
+    pg = sqlexpr.json_object(pairs, "postgres").sql(dialect="postgres")  # type: ignore[union-attr]
+    assert pg.startswith("JSONB_STRIP_NULLS(JSONB_BUILD_OBJECT('k0', \"t0\"") and pg.count("JSONB_BUILD_OBJECT(") == 3
+    assert pg.count(") || JSONB_BUILD_OBJECT(") == 2 and "'k40', \"t40\"" in pg
+    lite = sqlexpr.json_object(pairs, "sqlite").sql(dialect="sqlite")  # type: ignore[union-attr]
+    assert lite.startswith("JSON_PATCH(JSON_PATCH(JSON_PATCH('{}', JSON_OBJECT('k0', \"t0\"")
+    assert lite.count("JSON_OBJECT(") == 3
+    snow = sqlexpr.json_object(pairs, "snowflake").sql(dialect="snowflake")  # type: ignore[union-attr]
+    assert snow.count("OBJECT_CONSTRUCT(") == 1
+
+
 def test_json_object_of_an_unknown_dialect_is_none() -> None:
     assert sqlexpr.json_object([("k", exp.column("t"))], "tsql") is None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.backends.sqlengine import types
@@ -70,31 +71,67 @@ def json_text(column: exp.Expression, key: str, dialect: str) -> exp.Expression:
     return build(column, key)
 
 
+def _merged(function: str) -> Callable[[list[exp.Expression]], exp.Expression]:
+    """``function('{}', part1)`` then ``function(that, part2)`` …: a JSON merge patch (RFC 7396) of every part onto
+    ``{}``, which also removes the members whose value is null (MySQL/MariaDB, SQLite, DuckDB)."""
+
+    def combine(parts: list[exp.Expression]) -> exp.Expression:
+        merged = _lit("{}")
+        for part in parts:
+            merged = _func(function, merged, part)
+        return merged
+
+    return combine
+
+
+def _jsonb_concat(parts: list[exp.Expression]) -> exp.Expression:
+    from sqlglot import exp
+
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = exp.DPipe(this=joined, expression=part)
+    return _func("JSONB_STRIP_NULLS", joined)
+
+
+@dataclass(frozen=True)
+class _ObjectRecipe:
+    #: the function building one object of (key, value) arguments
+    build: str
+    #: how the objects of consecutive chunks become one, NULL members left out
+    combine: Callable[[list[exp.Expression]], exp.Expression]
+    #: pairs per call: PostgreSQL takes at most 100 arguments per function call, SQLite 127
+    chunk: int | None = 40
+
+
 #: a JSON object of (key, value) pairs whose NULL values are left out, per dialect
-_JSON_OBJECT: dict[str, Callable[[list[exp.Expression]], exp.Expression]] = {
-    # PostgreSQL: jsonb_build_object keeps NULLs; jsonb_strip_nulls drops them
-    "postgres": lambda args: _func("JSONB_STRIP_NULLS", _func("JSONB_BUILD_OBJECT", *args)),
-    # Snowflake: OBJECT_CONSTRUCT leaves NULL values out by itself
-    "snowflake": lambda args: _func("OBJECT_CONSTRUCT", *args),
-    # MySQL/MariaDB, SQLite, DuckDB: a merge patch (RFC 7396) onto {} removes the members whose value is null
-    "mysql": lambda args: _func("JSON_MERGE_PATCH", _lit("{}"), _func("JSON_OBJECT", *args)),
-    "sqlite": lambda args: _func("JSON_PATCH", _lit("{}"), _func("JSON_OBJECT", *args)),
-    "duckdb": lambda args: _func("JSON_MERGE_PATCH", _lit("{}"), _func("JSON_OBJECT", *args)),
-    # BigQuery: JSON_STRIP_NULLS over JSON_OBJECT
-    "bigquery": lambda args: _func("JSON_STRIP_NULLS", _func("JSON_OBJECT", *args)),
+_JSON_OBJECT: dict[str, _ObjectRecipe] = {
+    # PostgreSQL: jsonb_build_object keeps NULLs; the chunks concatenated (||), then jsonb_strip_nulls
+    "postgres": _ObjectRecipe("JSONB_BUILD_OBJECT", _jsonb_concat),
+    # MySQL/MariaDB, SQLite, DuckDB: merge patches onto {} (which drop null members)
+    "mysql": _ObjectRecipe("JSON_OBJECT", _merged("JSON_MERGE_PATCH")),
+    "sqlite": _ObjectRecipe("JSON_OBJECT", _merged("JSON_PATCH")),
+    "duckdb": _ObjectRecipe("JSON_OBJECT", _merged("JSON_MERGE_PATCH")),
+    # Snowflake: OBJECT_CONSTRUCT leaves NULL values out by itself, and has no small argument limit
+    "snowflake": _ObjectRecipe("OBJECT_CONSTRUCT", lambda parts: parts[0], chunk=None),
+    # BigQuery: JSON_STRIP_NULLS over one JSON_OBJECT
+    "bigquery": _ObjectRecipe("JSON_OBJECT", lambda parts: _func("JSON_STRIP_NULLS", parts[0]), chunk=None),
 }
 
 
 def json_object(pairs: Sequence[tuple[str, exp.Expression]], dialect: str) -> exp.Expression | None:
     """A JSON object of ``pairs`` (key, text value), members whose value is NULL left out; None where this module
-    knows no way to build one in ``dialect``."""
-    build = _JSON_OBJECT.get(dialect)
-    if build is None:
+    knows no way to build one in ``dialect``. Built in chunks where the engine limits a call's arguments."""
+    recipe = _JSON_OBJECT.get(dialect)
+    if recipe is None or not pairs:
         return None
-    args: list[exp.Expression] = []
-    for key, value in pairs:
-        args += [_lit(key), value]
-    return build(args)
+    size = recipe.chunk or len(pairs)
+    parts = []
+    for start in range(0, len(pairs), size):
+        args: list[exp.Expression] = []
+        for key, value in pairs[start:start + size]:
+            args += [_lit(key), value]
+        parts.append(_func(recipe.build, *args))
+    return recipe.combine(parts)
 
 
 def data_type(kind: str, dialect: str) -> exp.DataType:
