@@ -45,7 +45,7 @@ def bucket(tmp_path: Path) -> Path:
     return root
 
 
-def _env(target: Target, bucket: Path, **extra: str) -> dict[str, str]:
+def _env(target: Target, bucket: Path, **extra: str) -> dict[str, str]:  # noqa: F811
     return {**target.env(), "OPEN_FINOPS_AWS_SOURCE_DIR": str(bucket), **extra}
 
 
@@ -55,7 +55,7 @@ def _focus_export(gen: Any, bucket: Path, name: str, periods: list[str], payer: 
                                   seed=3)
 
 
-def _union(target: Target, column: str | None = None) -> dict[tuple[str, str], int]:
+def _union(target: Target, column: str | None = None) -> dict[tuple[str, str], int]:  # noqa: F811
     """(x_ExportName, YYYY-MM) → rows of ``focus`` (or its non-null values of ``column``), read through finops's
     own backend for the target."""
     from core.backends.factory import create_backend
@@ -78,7 +78,7 @@ def _union(target: Target, column: str | None = None) -> dict[tuple[str, str], i
     return out
 
 
-def _doc_queries(target: Target) -> list[list[tuple[Any, ...]]]:
+def _doc_queries(target: Target) -> list[list[tuple[Any, ...]]]:  # noqa: F811
     """The example queries of docs/FOCUS.md, names quoted and the relation qualified as this engine needs."""
     import re
 
@@ -87,7 +87,7 @@ def _doc_queries(target: Target) -> list[list[tuple[Any, ...]]]:
     from tests.conftest import cli_env
 
     text = (ROOT / "docs" / "FOCUS.md").read_text().split("## Example queries", 1)[1].split("\n## ", 1)[0]
-    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    queries = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
     assert len(queries) == 2
     cfg = Config.load(None, environ=cli_env(target.env()))
     db = create_backend(cfg.database)
@@ -98,7 +98,7 @@ def _doc_queries(target: Target) -> list[list[tuple[Any, ...]]]:
                            .replace("aws_billing.focus", db.qualified(dataset, "focus"))).rows for q in queries]
 
 
-def test_focus_relations_count_each_month_once_and_check(target: Target, bucket: Path, focus_gen: Any) -> None:
+def test_focus_relations_count_each_month_once_and_check(target: Target, bucket: Path, focus_gen: Any) -> None:  # noqa: F811
     truth = _focus_export(focus_gen, bucket, "focus-daily", ["2024-02"], SAMPLE_PAYER)
     imported = run_cli("aws", "import-cur", "--json", env=_env(target, bucket))
     assert imported.code == 0, imported.stderr
@@ -134,7 +134,7 @@ def test_focus_relations_count_each_month_once_and_check(target: Target, bucket:
     assert "nope" in unknown.json()["error"]["message"]
 
 
-def test_check_fails_naming_the_rule_a_focus_export_breaks(target: Target, bucket: Path, focus_gen: Any) -> None:
+def test_check_fails_naming_the_rule_a_focus_export_breaks(target: Target, bucket: Path, focus_gen: Any) -> None:  # noqa: F811
     truth = _focus_export(focus_gen, bucket, "focus-bad", ["2024-03"], "999988887777", rows=10)
     key = bucket / truth.periods["2024-03"].data_keys[0]
     table = pq.read_table(key)
@@ -157,7 +157,7 @@ def test_check_fails_naming_the_rule_a_focus_export_breaks(target: Target, bucke
     assert text.code == 1 and "ChargeCategory allowed values" in text.stdout + text.stderr
 
 
-def test_the_import_refresh_follows_a_column_added_by_a_later_month(target: Target, bucket: Path, gen: Any) -> None:
+def test_the_import_refresh_follows_a_column_added_by_a_later_month(target: Target, bucket: Path, gen: Any) -> None:  # noqa: F811
     env = _env(target, bucket, OPEN_FINOPS_AWS_EXPORT_NAME="cur2-daily")
     assert run_cli("aws", "import-cur", env=env).code == 0
     assert _union(target) == {("cur2-daily", "2024-01"): 2000, ("cur2-daily", "2024-02"): 2000}
@@ -173,3 +173,27 @@ def test_the_import_refresh_follows_a_column_added_by_a_later_month(target: Targ
     assert reserved[("cur2-daily", "2024-03")] > 0 and reserved[("cur2-daily", "2024-01")] == 0
     nothing = run_cli("aws", "import-cur", "--json", env=env)  # nothing loaded: no refresh, nothing to report
     assert nothing.code == 0 and nothing.json()["focus_error"] is None
+
+
+def test_a_refresh_that_fails_after_good_loads_is_exit_1_with_the_data_loaded(target: Target, bucket: Path) -> None:  # noqa: F811
+    from core.backends.factory import create_backend
+    from core.config import Config
+    from tests.conftest import cli_env
+
+    assert run_cli("aws", "import-cur", "--export-name", "legacy-cur", env=_env(target, bucket)).code == 0
+    cfg = Config.load(None, environ=cli_env(target.env()))
+    db = create_backend(cfg.database)
+    dataset = db.dataset(cfg.aws.dataset_name)
+    with db:  # a table of the user's own took the union's name: no view can replace it
+        db.open_dataset(dataset, create=False)
+        db.drop_view(dataset, "focus")
+        db.execute(f"CREATE TABLE {db.qualified(dataset, 'focus')} ({db.quote('note')} INTEGER)")
+    result = run_cli("aws", "import-cur", "--export-name", "cur2-daily", "--json", env=_env(target, bucket))
+    assert result.code == 1, result.stderr
+    doc = result.json()
+    assert doc["summary"]["loaded"] == 2 and doc["summary"]["failed"] == 0 and doc["exit_code"] == 1
+    assert doc["focus_error"] and "focus" in doc["focus_error"]
+    text = run_cli("aws", "import-cur", "--export-name", "cur2-daily", "--reset", env=_env(target, bucket))
+    assert text.code == 1 and "FOCUS relations not refreshed" in text.stderr
+    state = run_cli("aws", "show-state", "--export-name", "cur2-daily", "--json", env=_env(target, bucket)).json()
+    assert {r["status"] for r in state["records"] if r["is_current"]} == {"completed"}

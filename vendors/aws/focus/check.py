@@ -28,7 +28,7 @@ from vendors.aws.focus.relations import EXPORT_COLUMN, KINDS, UNION, FocusMember
 if TYPE_CHECKING:  # pragma: no cover
     from sqlglot import exp
 
-    from core.backends.base import DatabaseBackend
+    from core.backends.sqlengine import SqlBackend
 
 __all__ = ["ALLOWED", "CheckReport", "Failure", "check"]
 
@@ -73,14 +73,14 @@ class CheckReport:
                 "failures": [asdict(f) for f in self.failures], "notes": self.notes}
 
 
-def check(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], state: list[Any]) -> CheckReport:
+def check(backend: SqlBackend, dataset: str, chosen: list[FocusMember], state: list[Any]) -> CheckReport:
     """Test the relations :func:`vendors.aws.focus.relations.refresh` created. ``state``: the load records.
 
     Raises:
         LoadError / DestinationError: a query failed.
     """
     report = CheckReport(relations=[UNION] + [m.relation for m in chosen])
-    if not chosen or not backend.open_dataset(dataset, create=False):  # type: ignore[attr-defined]
+    if not chosen or not backend.open_dataset(dataset, create=False):
         return report
     _columns(backend, dataset, [UNION] + [m.relation for m in chosen if not m.native], report)
     _values(backend, dataset, chosen, report)
@@ -91,7 +91,7 @@ def check(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], sta
 # ------------------------------------------------------------------------------------------------ columns
 
 
-def _columns(backend: DatabaseBackend, dataset: str, relations: list[str], report: CheckReport) -> None:
+def _columns(backend: SqlBackend, dataset: str, relations: list[str], report: CheckReport) -> None:
     report.rules.append("columns")
     for relation in relations:
         stored = {name.lower(): kind for name, kind in backend.table_columns(dataset, relation).items()}
@@ -107,8 +107,8 @@ def _columns(backend: DatabaseBackend, dataset: str, relations: list[str], repor
             if not str(type_name).strip() or str(type_name).upper() in {"NULL", "NULLTYPE"}:
                 unknown += 1
                 continue
-            have = backend.kind_of(type_name)  # type: ignore[attr-defined]
-            if have != backend.kind_of(backend.types[kind]) and not (kind == "json" and have == "string"):  # type: ignore[attr-defined]
+            have = backend.kind_of(type_name)
+            if have != backend.kind_of(backend.types[kind]) and not (kind == "json" and have == "string"):
                 wrong.append(f"{name} ({type_name}, FOCUS: {kind})")
         if missing:
             report.failures.append(Failure("columns", relation, len(missing), missing[0],
@@ -160,13 +160,13 @@ def _rules() -> list[tuple[str, str, Any]]:
     return rules
 
 
-def _values(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], report: CheckReport) -> None:
+def _values(backend: SqlBackend, dataset: str, chosen: list[FocusMember], report: CheckReport) -> None:
     """One aggregate query: per export, per rule, the failing rows and a sample (the smallest failing value)."""
     from sqlglot import exp
 
     from core.backends.sqlengine import sqlexpr
 
-    dialect = backend.dialect  # type: ignore[attr-defined]
+    dialect = backend.dialect
     params: list[Any] = []
     projection: list[exp.Expression] = [exp.column(EXPORT_COLUMN, table="a", quoted=True)]
     rules = _rules()
@@ -177,7 +177,7 @@ def _values(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], r
         projection.append(exp.func("MIN", exp.Case().when(condition(params), value)))
     members = exp.Subquery(this=union_select(backend, dataset, chosen, dedup=False), alias=exp.to_identifier("a"))
     query = exp.select(*projection).from_(members).group_by(exp.column(EXPORT_COLUMN, table="a", quoted=True))
-    rows = backend.execute(backend.render(query), params, what="checking the FOCUS rules").rows  # type: ignore[attr-defined]
+    rows = backend.execute(backend.render(query), params, what="checking the FOCUS rules").rows
     report.rules.extend(name for name, _, _ in rules)
     for row in sorted(rows, key=lambda r: str(r[0])):
         for index, (name, sample, _) in enumerate(rules):
@@ -191,7 +191,7 @@ def _values(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], r
 # ------------------------------------------------------------------------------------------------ sums
 
 
-def _sums(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], state: list[Any],
+def _sums(backend: SqlBackend, dataset: str, chosen: list[FocusMember], state: list[Any],
           report: CheckReport) -> None:
     """Per export and period: SUM(BilledCost) of its relation against the source's sum in the state."""
     from sqlglot import exp
@@ -201,9 +201,9 @@ def _sums(backend: DatabaseBackend, dataset: str, chosen: list[FocusMember], sta
     for member in chosen:
         start = exp.column("BillingPeriodStart", quoted=True)
         query = (exp.select(start, exp.func("SUM", exp.column("BilledCost", quoted=True)))
-                 .from_(backend.table_expression(dataset, member.relation)).group_by(start))  # type: ignore[attr-defined]
+                 .from_(backend.table_expression(dataset, member.relation)).group_by(start))
         sums: dict[str, float] = {}
-        for value, total in backend.execute(backend.render(query), what=f"summing {member.relation}").rows:  # type: ignore[attr-defined]
+        for value, total in backend.execute(backend.render(query), what=f"summing {member.relation}").rows:
             sums[month(value)] = sums.get(month(value), 0.0) + float(total or 0.0)
         periods = sorted({p for (e, p) in current if e == member.export_name} | set(sums))
         for period in periods:

@@ -27,7 +27,8 @@ from vendors.aws.focus.columns import FOCUS_COLUMNS, FOCUS_NAMES, VERSION_1_2_ON
 if TYPE_CHECKING:  # pragma: no cover
     from sqlglot import exp
 
-    from core.backends.base import DatabaseBackend, LoadRecord
+    from core.backends.base import LoadRecord
+    from core.backends.sqlengine import SqlBackend
     from core.config import FocusSettings
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class FocusReport:
 # ------------------------------------------------------------------------------------------------ members
 
 
-def members(backend: DatabaseBackend, dataset: str, settings: FocusSettings | None,
+def members(backend: SqlBackend, dataset: str, settings: FocusSettings | None,
             state: Sequence[LoadRecord], *, strict: bool = True) -> tuple[list[FocusMember], list[str]]:
     """The selected exports of ``dataset`` (kinds from the load ``state``, else from the columns), highest rank
     first, and the names of those not selected. ``strict`` off: a selected export not in the dataset (yet) is
@@ -110,7 +111,7 @@ def members(backend: DatabaseBackend, dataset: str, settings: FocusSettings | No
     Raises:
         ConfigError: ``strict``, and ``[focus] exports`` names an export the dataset does not hold (exit 2).
     """
-    views = set(_view_names(backend, dataset))
+    views = set(backend.view_names(dataset))  # never an export, whatever its columns
     tables = [t for t in backend.table_names(dataset) if t not in views]
     formats: dict[str, tuple[str, str]] = {}  # table → (export name, format) from the latest current period
     for record in sorted(state, key=lambda r: r.billing_period):
@@ -149,11 +150,6 @@ def members(backend: DatabaseBackend, dataset: str, settings: FocusSettings | No
     return found, left
 
 
-def _view_names(backend: DatabaseBackend, dataset: str) -> list[str]:
-    names = getattr(backend, "view_names", None)
-    return list(names(dataset)) if names is not None else []
-
-
 def _format_from_columns(columns: dict[str, str]) -> str | None:
     """The kind of a table the state says nothing about (copied by hand, or loaded by an older release)."""
     lower = {c.lower() for c in columns}
@@ -167,8 +163,8 @@ def _format_from_columns(columns: dict[str, str]) -> str | None:
 # ------------------------------------------------------------------------------------------------ SQL
 
 
-def _table(backend: DatabaseBackend, dataset: str, name: str) -> exp.Table:
-    return backend.table_expression(dataset, name)  # type: ignore[attr-defined]
+def _table(backend: SqlBackend, dataset: str, name: str) -> exp.Table:
+    return backend.table_expression(dataset, name)
 
 
 def _col(name: str, alias: str) -> exp.Column:
@@ -177,7 +173,7 @@ def _col(name: str, alias: str) -> exp.Column:
     return exp.column(name, table=alias, quoted=True)
 
 
-def _native_projection(backend: DatabaseBackend, dataset: str, member: FocusMember) -> list[exp.Expression]:
+def _native_projection(backend: SqlBackend, dataset: str, member: FocusMember) -> list[exp.Expression]:
     """A native table's columns as FOCUS 1.2 has them: present ones by name (cast where stored as another kind),
     missing ones as NULL of their kind."""
     from sqlglot import exp
@@ -185,7 +181,7 @@ def _native_projection(backend: DatabaseBackend, dataset: str, member: FocusMemb
     from core.backends.sqlengine import sqlexpr
 
     stored = {name.lower(): kind for name, kind in
-              ((n, backend.kind_of(t)) for n, t in backend.table_columns(dataset, member.table).items())}  # type: ignore[attr-defined]
+              ((n, backend.kind_of(t)) for n, t in backend.table_columns(dataset, member.table).items())}
     out: list[exp.Expression] = []
     member.missing, member.recast = [], {}
     for name in FOCUS_NAMES:
@@ -193,17 +189,17 @@ def _native_projection(backend: DatabaseBackend, dataset: str, member: FocusMemb
         have = stored.get(name.lower())
         if have is None:
             member.missing.append(name)
-            value: exp.Expression = sqlexpr.typed_null(kind, backend.dialect)  # type: ignore[attr-defined]
-        elif have != backend.kind_of(backend.types[kind]):  # type: ignore[attr-defined]
+            value: exp.Expression = sqlexpr.typed_null(kind, backend.dialect)
+        elif have != backend.kind_of(backend.types[kind]):
             member.recast[name] = have
-            value = sqlexpr.typed(_col(name, "m"), kind, backend.dialect)  # type: ignore[attr-defined]
+            value = sqlexpr.typed(_col(name, "m"), kind, backend.dialect)
         else:
             value = _col(name, "m")
         out.append(exp.alias_(value, name, quoted=True))
     return out
 
 
-def member_select(backend: DatabaseBackend, dataset: str, member: FocusMember,
+def member_select(backend: SqlBackend, dataset: str, member: FocusMember,
                   above: Sequence[FocusMember] = ()) -> exp.Select:
     """``member`` projected onto FOCUS 1.2 plus ``x_ExportName``, without the rows a member of ``above`` covers."""
     from sqlglot import exp
@@ -222,7 +218,7 @@ def member_select(backend: DatabaseBackend, dataset: str, member: FocusMember,
     return select
 
 
-def union_select(backend: DatabaseBackend, dataset: str, chosen: Sequence[FocusMember], *,
+def union_select(backend: SqlBackend, dataset: str, chosen: Sequence[FocusMember], *,
                  dedup: bool = True) -> exp.Query:
     """The union of ``chosen`` (ranked, highest first); ``dedup=False`` keeps every member's rows (``--check``
     tests each member whole)."""
@@ -238,12 +234,13 @@ def union_select(backend: DatabaseBackend, dataset: str, chosen: Sequence[FocusM
 # ------------------------------------------------------------------------------------------------ refresh
 
 
-def refresh(backend: DatabaseBackend, dataset: str, settings: FocusSettings | None, *,
+def refresh(backend: SqlBackend, dataset: str, settings: FocusSettings | None, *,
             state: Sequence[LoadRecord] | None = None, count_months: bool = True, strict: bool = True) -> FocusReport:
     """(Re)create every selected CUR table's ``<table>_focus`` view and the union ``focus`` in ``dataset``.
 
-    ``state``: the load records (read here when not given). ``strict``: see :func:`members`. ``count_months``: also read which billing periods of each member the union includes and leaves out (one
-    GROUP BY per member and one over the union; off for the refresh an import does).
+    ``state``: the load records (read here when not given). ``strict``: see :func:`members`. ``count_months``:
+    also read which billing periods of each member the union includes and leaves out (one GROUP BY per member and
+    one over the union; off for the refresh an import does).
 
     Raises:
         ConfigError: ``strict``, and ``[focus] exports`` names an export the dataset does not hold.
@@ -254,7 +251,7 @@ def refresh(backend: DatabaseBackend, dataset: str, settings: FocusSettings | No
     report = FocusReport(dataset, None)
     if state is None:
         state = read_state(backend, dataset)  # first: it opens and closes its own connection
-    if not backend.open_dataset(dataset, create=False):  # type: ignore[attr-defined]
+    if not backend.open_dataset(dataset, create=False):
         return report
     chosen, report.not_selected = members(backend, dataset, settings, state, strict=strict)
     report.members = chosen
@@ -269,7 +266,7 @@ def refresh(backend: DatabaseBackend, dataset: str, settings: FocusSettings | No
             member.relation = name
             views.append((name, sql))
     views.append((UNION, backend.render(union_select(backend, dataset, chosen))))
-    backend.replace_views(dataset, views)  # type: ignore[attr-defined]
+    backend.replace_views(dataset, views)
     report.views = [name for name, _ in views]
     report.union = UNION
     log.info("FOCUS relations of %s: %s", dataset, ", ".join(report.views))
@@ -278,14 +275,14 @@ def refresh(backend: DatabaseBackend, dataset: str, settings: FocusSettings | No
     return report
 
 
-def _count_months(backend: DatabaseBackend, dataset: str, chosen: Sequence[FocusMember]) -> None:
+def _count_months(backend: SqlBackend, dataset: str, chosen: Sequence[FocusMember]) -> None:
     """Per member: the periods the union holds rows of, and those it leaves out wholly or in part."""
     from sqlglot import exp
 
     def grouped(relation: exp.Expression, *keys: str) -> list[tuple[Any, ...]]:
         cols = [exp.column(k, quoted=True) for k in keys]
         query = exp.select(*cols, exp.func("COUNT", exp.Star())).from_(relation).group_by(*cols)
-        return backend.execute(backend.render(query), what=f"counting the FOCUS rows of {dataset}").rows  # type: ignore[attr-defined]
+        return backend.execute(backend.render(query), what=f"counting the FOCUS rows of {dataset}").rows
 
     kept: dict[tuple[str, str], int] = {}
     for export, start, rows in grouped(_table(backend, dataset, UNION), EXPORT_COLUMN, "BillingPeriodStart"):
