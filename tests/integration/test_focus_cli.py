@@ -197,3 +197,14 @@ def test_a_refresh_that_fails_after_good_loads_is_exit_1_with_the_data_loaded(ta
     assert text.code == 1 and "FOCUS relations not refreshed" in text.stderr
     state = run_cli("aws", "show-state", "--export-name", "cur2-daily", "--json", env=_env(target, bucket)).json()
     assert {r["status"] for r in state["records"] if r["is_current"]} == {"completed"}
+
+
+@pytest.mark.duckdb
+def test_focus_on_a_database_not_written_yet_creates_nothing(tmp_path: Path) -> None:
+    from tests.integration.targets import DuckDBTarget
+
+    duck = DuckDBTarget(tmp_path)
+    result = run_cli("aws", "focus", "--check", "--json", env=duck.env())
+    assert result.code == 0, result.stderr
+    assert result.json()["union"] is None and result.json()["members"] == []
+    assert not duck.path.exists()

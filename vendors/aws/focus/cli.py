@@ -42,7 +42,7 @@ def focus(
 ) -> None:
     from core.backends.factory import create_backend
     from vendors.aws.focus.check import check as run_check
-    from vendors.aws.focus.relations import refresh
+    from vendors.aws.focus.relations import FocusReport, refresh
     from vendors.aws.pipeline import dataset_for, read_state
 
     cfg = load_config(config, backend=backend, database_config=database_config)
@@ -50,10 +50,12 @@ def focus(
     dataset = dataset_for(cfg, db)
     checked = None
     state = read_state(db, dataset)
-    with db:
-        report = refresh(db, dataset, cfg.focus, state=state)
-        if check and report.union:
-            checked = run_check(db, dataset, report.members, state)
+    report = FocusReport(dataset, None)
+    if db.exists():  # an embedded database not written yet stays unwritten
+        with db:
+            report = refresh(db, dataset, cfg.focus, state=state)
+            if check and report.union:
+                checked = run_check(db, dataset, report.members, state)
     code = 1 if checked is not None and not checked.ok else 0
     if json_out:
         output.emit_json({**report.to_dict(), "check": checked.to_dict() if checked else None, "exit_code": code})

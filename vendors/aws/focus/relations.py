@@ -249,6 +249,8 @@ def refresh(backend: SqlBackend, dataset: str, settings: FocusSettings | None, *
     from vendors.aws.pipeline import read_state
 
     report = FocusReport(dataset, None)
+    if not backend.exists():  # an embedded database not written yet: create nothing
+        return report
     if state is None:
         state = read_state(backend, dataset)  # first: it opens and closes its own connection
     if not backend.open_dataset(dataset, create=False):
