@@ -208,3 +208,21 @@ def test_focus_on_a_database_not_written_yet_creates_nothing(tmp_path: Path) -> 
     assert result.code == 0, result.stderr
     assert result.json()["union"] is None and result.json()["members"] == []
     assert not duck.path.exists()
+
+
+@pytest.mark.duckdb
+def test_check_on_the_real_focus_1_0_sample(tmp_path: Path, bucket: Path, focus_gen: Any) -> None:
+    """The real FOCUS 1.0 sample (another provider's, CC BY 4.0) breaks three FOCUS 1.2 rules: docs/FOCUS.md."""
+    from tests.integration.targets import DuckDBTarget
+
+    sample = ROOT / "tests" / "fixtures" / "focus-1.0-real" / "focus_sample.csv"
+    focus_gen.write_focus_csv_export(bucket, sample, period="2024-09", export_name="focus-real")
+    env = _env(DuckDBTarget(tmp_path), bucket, OPEN_FINOPS_AWS_EXPORT_NAME="focus-real")
+    assert run_cli("aws", "import-cur", env=env).code == 0
+    result = run_cli("aws", "focus", "--check", "--json", env=env)
+    assert result.code == 1
+    assert [(f["rule"], f["count"], f["sample"]) for f in result.json()["check"]["failures"]] == [
+        ("ContractedCost not null", 7, "2024-09-01 00:00:00+00"),
+        ("ChargeFrequency allowed values", 7, "Usage-based"),
+        ("EffectiveCost >= 0 outside credits and corrections", 12, "-0.01288992"),
+    ]

@@ -6,7 +6,8 @@
 * **not-null** — the mandatory columns (``mandatory`` in :mod:`~vendors.aws.focus.columns`) hold no NULL;
 * **allowed values** — ChargeCategory, ChargeClass, PricingCategory, CommitmentDiscountStatus, ChargeFrequency;
 * **EffectiveCost ≥ 0** — outside ChargeCategory Credit/Adjustment and corrections (ChargeClass Correction);
-* **BilledCost = source** — per export and billing period, ``SUM(BilledCost)`` equals the source's sum recorded
+* **BilledCost = source** — per export and billing period (a native table's ``billing_period``, a CUR view's
+  ``BillingPeriodStart``), ``SUM(BilledCost)`` equals the source's sum recorded
   in the load state when the period was imported and reconciled (CUR: net unblended where the state has it,
   else unblended; native FOCUS: BilledCost), to 1e-9 relative.
 
@@ -199,9 +200,10 @@ def _sums(backend: SqlBackend, dataset: str, chosen: list[FocusMember], state: l
     report.rules.append("BilledCost = source")
     current = {(r.export_name, r.billing_period): r for r in state if r.is_current and r.status == "completed"}
     for member in chosen:
-        start = exp.column("BillingPeriodStart", quoted=True)
-        query = (exp.select(start, exp.func("SUM", exp.column("BilledCost", quoted=True)))
-                 .from_(backend.table_expression(dataset, member.relation)).group_by(start))
+        # a native table has the import's own billing_period (the state's key); a CUR view, BillingPeriodStart
+        period = exp.column("billing_period" if member.native else "BillingPeriodStart", quoted=True)
+        query = (exp.select(period, exp.func("SUM", exp.column("BilledCost", quoted=True)))
+                 .from_(backend.table_expression(dataset, member.relation)).group_by(period))
         sums: dict[str, float] = {}
         for value, total in backend.execute(backend.render(query), what=f"summing {member.relation}").rows:
             sums[month(value)] = sums.get(month(value), 0.0) + float(total or 0.0)
