@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: the cross-process lock around a refresh: imports of two exports that finish together replace the views in turn
+LOCK = "(focus relations)"
+
 FOCUS_HELP = """(Re)create the FOCUS 1.2 relations: a view <table>_focus over each CUR export and focus, the union of the selected exports (\\[focus] exports, default every export) with no billing period of a billing account counted twice (FOCUS 1.2 > FOCUS 1.0 > CUR 2.0 > CUR v1).
 
 With --check, then test them against FOCUS 1.2: the column list and kinds, mandatory columns not null, the allowed values of ChargeCategory, ChargeClass, PricingCategory, CommitmentDiscountStatus and ChargeFrequency, EffectiveCost >= 0 outside credits and corrections, and SUM(BilledCost) per period against the source's sum recorded at import. Exit 0 when clean, 1 on any failure, 2 for an unknown export in \\[focus] exports.
@@ -52,7 +55,7 @@ def focus(
     state = read_state(db, dataset)
     report = FocusReport(dataset, None)
     if db.exists():  # an embedded database not written yet stays unwritten
-        with db:
+        with db.lock(LOCK, timeout=cfg.project.lock_timeout), db:
             report = refresh(db, dataset, cfg.focus, state=state)
             if check and report.union:
                 checked = run_check(db, dataset, report.members, state)
@@ -109,7 +112,7 @@ def refresh_after_import(cfg: Config, db: DatabaseBackend, report: Any) -> str |
     dataset = dataset_for(cfg, db)
     try:
         state = read_state(db, dataset)
-        with db:
+        with db.lock(LOCK, timeout=cfg.project.lock_timeout), db:
             refresh(db, dataset, cfg.focus, state=state, count_months=False, strict=False)
     except FinOpsError as exc:
         log.debug("FOCUS refresh failed", exc_info=True)
