@@ -135,7 +135,7 @@ def _tables(db: Path) -> dict[str, int]:
     with duckdb.connect(str(db), read_only=True) as conn:
         names = [t for (t,) in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'aws_billing' "
-            "AND table_name <> '_finops_load_state'").fetchall()]
+            "AND table_name <> '_finops_load_state' AND table_type = 'BASE TABLE'").fetchall()]  # not FOCUS views
         return {t: conn.execute(f'SELECT COUNT(*) FROM aws_billing."{t}"').fetchone()[0] for t in names}
 
 
