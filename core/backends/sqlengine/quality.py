@@ -81,8 +81,8 @@ def period_findings(
 
     currency, usage = _pick(backend, columns, rules.currency), _pick(backend, columns, rules.usage_type)
     parts, params = [], []
-    if currency:
-        parts.append(f"COUNT(DISTINCT {q(currency)})")
+    if currency:  # MIN and MAX, not COUNT(DISTINCT): no sort of the period; the list only when they differ
+        parts.append(f"MIN({q(currency)}), MAX({q(currency)})")
     if usage and rules.split_patterns and rules.instance_patterns:
         for patterns in (rules.split_patterns, rules.instance_patterns):
             parts.append(f"SUM(CASE WHEN {' OR '.join(f'{q(usage)} LIKE ?' for _ in patterns)} THEN 1 ELSE 0 END)")
@@ -91,13 +91,13 @@ def period_findings(
         row = list(backend.execute(f"SELECT {', '.join(parts)} FROM {target} WHERE {period} = ?",
                                    [*params, billing_period], what=what).rows[0])
         if currency:
-            count = int(row.pop(0) or 0)
-            if count > 1:
+            low, high = row.pop(0), row.pop(0)
+            if low is not None and low != high:
                 codes = sorted(str(c) for (c,) in backend.execute(
                     f"SELECT DISTINCT {q(currency)} FROM {target} WHERE {period} = ? AND {q(currency)} IS NOT "
                     "NULL", [billing_period], what=what).rows)
-                found.append(Finding("currencies", count, f"{count} currencies in one period ({', '.join(codes)}): "
-                                                          "sums across them mean nothing"))
+                found.append(Finding("currencies", len(codes), f"{len(codes)} currencies in one period "
+                                                               f"({', '.join(codes)}): sums across them mean nothing"))
         if row:
             split, instances = int(row[0] or 0), int(row[1] or 0)
             if split and instances:
