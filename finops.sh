@@ -149,7 +149,9 @@ if [ "${1:-}" = "test" ]; then
   ensure_test_services  # before the venv: a machine that lacks a server package stops at once, in one line
   ensure_venv dev
   cd "$HERE"
-  exec "$VENV/bin/python" -m pytest "$@"
+  # one pytest worker per core (FINOPS_TEST_WORKERS=0: one process); each worker starts its own servers, on free
+  # ports in folders of its own. A -n given after `test` wins.
+  exec "$VENV/bin/python" -m pytest -n "${FINOPS_TEST_WORKERS:-auto}" "$@"
 fi
 
 ensure_venv all
