@@ -50,9 +50,12 @@ def _env(target: Target, bucket: Path, **extra: str) -> dict[str, str]:  # noqa:
 
 
 def _focus_export(gen: Any, bucket: Path, name: str, periods: list[str], payer: str, rows: int = 20) -> Any:
-    gen.PAYER = payer  # read when rows are drawn
-    return gen.write_focus_export(bucket, prefix="focus", export_name=name, periods=periods, rows_per_period=rows,
-                                  seed=3)
+    default, gen.PAYER = gen.PAYER, payer  # read when rows are drawn
+    try:
+        return gen.write_focus_export(bucket, prefix="focus", export_name=name, periods=periods,
+                                      rows_per_period=rows, seed=3)
+    finally:
+        gen.PAYER = default
 
 
 def _union(target: Target, column: str | None = None) -> dict[tuple[str, str], int]:  # noqa: F811
