@@ -27,7 +27,6 @@ import pytest
 from pydantic import SecretStr
 
 from core.backends.base import ColumnSpec, DatabaseBackend, FilePlan, LoadRecord, PeriodLoad, SourceFile
-from core.errors import LoadError
 from core.state import LoadStateTracker
 from core.storage import LocalStore
 from vendors.aws.columns import column_specs

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.backends.base import ColumnKind
 
-__all__ = ["FOCUS_COLUMNS", "FOCUS_NAMES", "FocusColumn", "VERSION_1_2_ONLY", "X_COLUMNS"]
+__all__ = ["FOCUS_COLUMNS", "FOCUS_NAMES", "VERSION_1_2_ONLY", "X_COLUMNS", "FocusColumn"]
 
 
 @dataclass(frozen=True)

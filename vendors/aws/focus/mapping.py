@@ -83,6 +83,20 @@ def billed_cost(s: Source) -> exp.Expression:
     return s.first("line_item_net_unblended_cost", "line_item_unblended_cost")
 
 
+def _savings_plan_amounts(s: Source) -> tuple[tuple[exp.Expression, exp.Expression], ...]:
+    """The Savings Plan branches EffectiveCost and CommitmentDiscountQuantity share (a spend-based commitment is
+    counted in money): covered usage at its (net) effective cost, the recurring fee at the unused commitment."""
+    from sqlglot import exp
+
+    return (
+        (s.type_in("SavingsPlanCoveredUsage"), s.first("savings_plan_net_savings_plan_effective_cost",
+                                                       "savings_plan_savings_plan_effective_cost")),
+        (s.type_in("SavingsPlanRecurringFee"),
+         exp.Sub(this=s.col("savings_plan_total_commitment_to_date", "double"),
+                 expression=s.col("savings_plan_used_commitment", "double"))),
+    )
+
+
 def effective_cost(s: Source) -> exp.Expression:
     from sqlglot import exp
 
@@ -91,11 +105,7 @@ def effective_cost(s: Source) -> exp.Expression:
 
     reservation = s.text("reservation_reservation_a_r_n")
     return case(
-        (s.type_in("SavingsPlanCoveredUsage"), s.first("savings_plan_net_savings_plan_effective_cost",
-                                                       "savings_plan_savings_plan_effective_cost")),
-        (s.type_in("SavingsPlanRecurringFee"),
-         exp.Sub(this=s.col("savings_plan_total_commitment_to_date", "double"),
-                 expression=s.col("savings_plan_used_commitment", "double"))),
+        *_savings_plan_amounts(s),
         (s.type_in("SavingsPlanNegation", "SavingsPlanUpfrontFee"), num(0)),
         (s.type_in("DiscountedUsage"), s.first("reservation_net_effective_cost", "reservation_effective_cost")),
         (s.type_in("RIFee"), exp.Add(
@@ -152,14 +162,9 @@ def commitment_status(s: Source) -> exp.Expression:
 
 
 def commitment_quantity(s: Source) -> exp.Expression:
-    from sqlglot import exp
 
     return case(
-        (s.type_in("SavingsPlanCoveredUsage"), s.first("savings_plan_net_savings_plan_effective_cost",
-                                                       "savings_plan_savings_plan_effective_cost")),
-        (s.type_in("SavingsPlanRecurringFee"),
-         exp.Sub(this=s.col("savings_plan_total_commitment_to_date", "double"),
-                 expression=s.col("savings_plan_used_commitment", "double"))),
+        *_savings_plan_amounts(s),
         (s.type_in("DiscountedUsage"), s.col("line_item_usage_amount", "double")),
         (s.type_in("RIFee"), s.col("reservation_unused_quantity", "double")),
         default=sqlexpr.typed_null("double", s.dialect))
