@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.backends.sqlengine.backend import SqlBackend
 
 CHANGES_TABLE = "_finops_restatements"
+#: changed keys per INSERT statement
+INSERT_ROWS = 50
 Key = tuple[str, ...]
 Snapshot = dict[Key, tuple[float, int]]
 
@@ -87,13 +89,17 @@ def store(backend: SqlBackend, load: PeriodLoad, change: Restatement, vendor: st
             if backend.column(name) not in existing:
                 backend.execute(f"ALTER TABLE {table} ADD COLUMN {q(backend.column(name))} {t[kind]}")
     names = ", ".join(q(backend.column(n)) for n in columns)
-    marks = ", ".join("?" for _ in columns)
+    row_marks = "(" + ", ".join("?" for _ in columns) + ")"
     now = datetime.now(UTC)
-    for key, old_cost, new_cost, old_rows, new_rows in change.rows:
-        values: list[Any] = [vendor, load.record.export_name, load.billing_period, change.old_version,
-                             change.new_version, *key, old_cost, new_cost, old_rows, new_rows, now]
-        backend.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", values,
-                        what=f"recording what {load.billing_period} restated")
+    values = [[vendor, load.record.export_name, load.billing_period, change.old_version, change.new_version, *key,
+               old_cost, new_cost, old_rows, new_rows, now]
+              for key, old_cost, new_cost, old_rows, new_rows in change.rows]
+    # one statement per INSERT_ROWS keys, not per key: a warehouse runs each DML statement as a job of its own,
+    # and INSERT_ROWS × the columns stays under SQLite's oldest bound-parameter limit (999)
+    for start in range(0, len(values), INSERT_ROWS):
+        chunk = values[start:start + INSERT_ROWS]
+        backend.execute(f"INSERT INTO {table} ({names}) VALUES {', '.join(row_marks for _ in chunk)}",
+                        [value for row in chunk for value in row], what=f"recording what {load.billing_period} restated")
 
 
 def summary(change: Restatement, currency: str = "") -> str:
