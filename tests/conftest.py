@@ -25,11 +25,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("generate_samples", ROOT / "examples" / "generate_samples.py")
+def load_example(name: str = "generate_samples") -> Any:
+    """``examples/<name>.py`` as a module (the examples folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules["generate_samples"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -37,7 +38,13 @@ def _load_generator() -> Any:
 @pytest.fixture(scope="session")
 def gen() -> Any:
     """examples/generate_samples.py: writes CUR exports with known ground truth."""
-    return _load_generator()
+    return load_example("generate_samples")
+
+
+@pytest.fixture(scope="session")
+def focus_gen() -> Any:
+    """examples/generate_focus_samples.py: writes native FOCUS exports with known ground truth."""
+    return load_example("generate_focus_samples")
 
 
 @dataclass

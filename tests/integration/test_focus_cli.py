@@ -9,10 +9,8 @@ truth and the sample's README, never from the views' SQL.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,6 @@ from tests.integration.test_multi_backend import target  # noqa: F401 - the conf
 SAMPLE_PAYER = "123456789012"  # the payer of both sample exports (examples/generate_samples.py)
 
 
-@pytest.fixture(scope="module")
-def focus_gen() -> Any:
-    spec = importlib.util.spec_from_file_location("generate_focus_samples", ROOT / "examples" / "generate_focus_samples.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["generate_focus_samples"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()

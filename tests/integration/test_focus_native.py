@@ -7,16 +7,14 @@ The CLI runs as a separate process against the moto S3 server; ground truth come
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, load_example, run_cli
 from tests.integration.conftest import S3
 from tests.integration.targets import Target
 from tests.integration.test_multi_backend import target  # noqa: F401  (the conformance targets)
@@ -29,13 +27,7 @@ REAL_BILLED, REAL_AZ_NULLS = Decimal("20.52022672899003"), 893
 
 
 def _generator() -> Any:
-    spec = importlib.util.spec_from_file_location("generate_focus_samples",
-                                                  ROOT / "examples" / "generate_focus_samples.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["generate_focus_samples"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example("generate_focus_samples")
 
 
 class Focus:

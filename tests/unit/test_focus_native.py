@@ -6,13 +6,9 @@ Real files on disk through the real readers; the FOCUS 1.0 sample is the one und
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from core.backends.base import SourceColumn, SourceFile
 from core.backends.readers import Boto3DataReader
@@ -26,15 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / "tests" / "fixtures" / "focus-1.0-real" / "focus_sample.csv"
 
 
-@pytest.fixture(scope="module")
-def focus_gen() -> Any:
-    spec = importlib.util.spec_from_file_location("generate_focus_samples",
-                                                  ROOT / "examples" / "generate_focus_samples.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["generate_focus_samples"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _real_header() -> list[str]:
